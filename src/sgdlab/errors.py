@@ -1,0 +1,25 @@
+"""The errors sgdlab raises for input a person can fix.
+
+Each is a ``ValueError`` so plain ``except ValueError`` code keeps working; the
+CLI prints the message on one line and exits 2.
+"""
+
+
+class SgdlabError(ValueError):
+    """Base of every error caused by bad input (config, data, files)."""
+
+
+class ConfigError(SgdlabError):
+    """A setting has a value that is not allowed (names the value and the allowed ones)."""
+
+
+class DataError(SgdlabError):
+    """A dataset is missing, corrupt, or inconsistent (shapes, labels, NaN)."""
+
+
+class CheckpointError(SgdlabError):
+    """A model or checkpoint file is truncated, tampered with, or incompatible."""
+
+
+class RunExistsError(SgdlabError):
+    """The run folder exists and neither overwrite nor resume was asked for."""
