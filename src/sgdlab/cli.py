@@ -1,0 +1,215 @@
+"""The ``sgdlab`` command: train | gradcheck | demo | ...
+
+Bad input prints one line ``sgdlab: error: ...`` and exits 2, never a
+traceback.  Exit codes: 0 done (also early-stopped), 1 diverged, 2 bad input,
+130/143 interrupted.
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+import typing
+
+from .errors import SgdlabError
+
+FIELD_HELP = {
+    "dataset": "mnist, digits, spirals, blobs, circles, xor, or a path to .npz / .npy / .csv (default mnist)",
+    "layers": "hidden layer sizes, e.g. 100 or 256,128 (default 100)",
+    "activation": "relu | sigmoid | tanh",
+    "loss": "softmax_cross_entropy | mse",
+    "optimizer": "sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw",
+    "lr": "learning rate (default 0.1)",
+    "momentum": "momentum coefficient for momentum/nesterov (default 0.9)",
+    "schedule": "learning-rate schedule: constant | step | exponential | cosine | plateau",
+    "batch_size": "mini-batch size (default 100)",
+    "epochs": "passes over the training set (default 20)",
+    "iterations": "train this many iterations instead of --epochs",
+    "sampling": "shuffle (a permutation per epoch) | replacement (i.i.d. draws, as in the tutorial)",
+    "weight_decay": "L2 penalty (weight_decay/2)*sum(W^2), added to loss and gradient",
+    "clip_norm": "clip the gradient's global L2 norm to this value",
+    "patience": "early stopping: evaluations without improvement before stopping (the --early-stopping N flag)",
+    "monitor": "metric early stopping watches: val_loss | val_acc | train_loss | train_acc",
+    "min_delta": "smallest change that counts as an improvement",
+    "restore_best": "true|false: put the best evaluation's parameters back at the end (default true)",
+    "eval_every": "evaluate every N iterations instead of every epoch",
+    "gradient": "backprop | numerical (central differences, the tutorial's gradient)",
+    "dtype": "float32 (fast, default) | float64",
+    "seed": "seed of every random choice (default 0)",
+    "val_fraction": "fraction of train held out for validation when the dataset has none (default 0.1)",
+    "label_column": "CSV datasets: name of the label column",
+    "threads": "BLAS threads (default: all cores)",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _bool(text):
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+
+
+def _number_type(kind):
+    def parse(text):
+        try:
+            return kind(text)
+        except ValueError:
+            what = "whole number" if kind is int else "number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_config_flags(parser):
+    """One flag per TrainConfig field (--batch-size for batch_size ...); unset flags stay absent."""
+    from .config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        names = [flag, "--early-stopping"] if f.name == "patience" else [flag]
+        hint = hints[f.name]
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        kind = {int: _number_type(int), float: _number_type(float), bool: _bool}.get(base, str)
+        parser.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS,
+                            help=FIELD_HELP.get(f.name), metavar=f.name.upper())
+
+
+def config_from_args(args):
+    from .config import TrainConfig
+
+    values = {}
+    if getattr(args, "config", None):
+        values.update(TrainConfig.from_toml(args.config).to_dict())
+    for f in dataclasses.fields(TrainConfig):
+        if hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    return TrainConfig.from_dict(values)
+
+
+def default_run_name(config):
+    name = os.path.splitext(os.path.basename(config.dataset.rstrip("/")))[0] or "run"
+    base = os.path.join("runs", f"{name}-{'-'.join(map(str, config.layers)) or 'linear'}-{config.optimizer}")
+    candidate, k = base, 1
+    while os.path.exists(candidate):
+        k += 1
+        candidate = f"{base}-{k}"
+    return candidate
+
+
+def cmd_train(args):
+    from .run import EXIT_CODES, print_summary, train_run
+
+    config = config_from_args(args)
+    out = args.out or default_run_name(config)
+    summary = train_run(config, out, overwrite=args.overwrite, quiet=args.quiet)
+    print_summary(summary, out)
+    if summary["status"] == "interrupted" and summary.get("signal") == 15:
+        return 143
+    return EXIT_CODES[summary["status"]]
+
+
+def cmd_gradcheck(args):
+    """Backprop against central differences, per layer, on a small batch, in float64."""
+    import numpy as np
+
+    from .gradients import gradient_check
+    from .run import build_model, load_splits
+
+    config = config_from_args(args)
+    train, _, _ = load_splits(config)
+    task = "classification" if train.is_classification else "regression"
+    n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
+    model = build_model(config, train.n_features, n_outputs, task).copy(dtype=np.float64)
+    rows = np.random.default_rng(config.seed).choice(len(train), size=min(args.samples, len(train)), replace=False)
+    x, t = train.batch(np.sort(rows))
+    report = gradient_check(model, x.astype(np.float64), t, tolerance=args.tolerance)
+    print(report.table())
+    return 0 if report.passed else 1
+
+
+def cmd_demo(args):
+    from .demos import get_demo
+
+    demo = get_demo(args.name)
+    os.makedirs(args.out, exist_ok=True)
+    result = demo(args.out, show=args.show, quick=args.quick)
+    for path in result.get("files", []):
+        print(path)
+    return 0
+
+
+def build_parser():
+    parser = Parser(prog="sgdlab", description="Mini-batch SGD you can watch: draw a batch, compute the "
+                                                  "gradient, update the parameters, repeat.")
+    parser.add_argument("--version", action="version", version=f"sgdlab {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    train = sub.add_parser("train", help="train a network and write a run folder",
+                           description="Train an MLP by mini-batch SGD; writes runs/NAME/ (config.json, "
+                                       "metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png).")
+    add_config_flags(train)
+    train.add_argument("--config", help="TOML file of settings; flags override it")
+    train.add_argument("--out", help="run folder (default runs/DATASET-LAYERS-OPTIMIZER)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.set_defaults(handler=cmd_train)
+
+    check = sub.add_parser("gradcheck", help="compare backprop with numerical gradients, layer by layer",
+                           description="Backprop against central differences in float64 on a few samples; "
+                                       "exit 1 if any layer's relative error exceeds the tolerance.")
+    add_config_flags(check)
+    check.add_argument("--config", help="TOML file of settings; flags override it")
+    check.add_argument("--samples", type=_number_type(int), default=10, help="samples in the batch (default 10)")
+    check.add_argument("--tolerance", type=_number_type(float), default=1e-6,
+                       help="largest relative error that passes (default 1e-6)")
+    check.set_defaults(handler=cmd_gradcheck)
+
+    from .demos import DEMOS
+
+    demo = sub.add_parser("demo", help="tutorial experiments as PNG pictures",
+                          description="Run one of the tutorial's experiments and save its pictures.")
+    demo.add_argument("name", choices=list(DEMOS), metavar="NAME", help=", ".join(DEMOS))
+    demo.add_argument("--out", default="demos", help="folder for the PNG files (default ./demos)")
+    demo.add_argument("--show", action="store_true", help="also open the pictures where a display exists")
+    demo.add_argument("--quick", action="store_true", help="shorter runs (for tests and slow machines)")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except SgdlabError as exc:
+        print(f"sgdlab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        print(f"sgdlab: error: could not read or write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sgdlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

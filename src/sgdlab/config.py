@@ -1,0 +1,160 @@
+"""One configuration for a training run: what the CLI builds, a sweep varies, a run folder records."""
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from .errors import ConfigError
+
+CHOICES = {
+    "activation": ("relu", "sigmoid", "tanh"),
+    "loss": ("softmax_cross_entropy", "mse"),
+    "optimizer": ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"),
+    "schedule": ("constant", "step", "exponential", "cosine", "plateau"),
+    "sampling": ("shuffle", "replacement"),
+    "gradient": ("backprop", "numerical"),
+    "dtype": ("float32", "float64"),
+    "monitor": ("val_loss", "val_acc", "train_loss", "train_acc"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run.  ``validate()`` names any bad value and what is allowed."""
+
+    dataset: str = "mnist"
+    layers: tuple = (100,)  # hidden layer sizes; input and output sizes come from the data
+    activation: str = "relu"
+    loss: str = "softmax_cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9  # for momentum and nesterov
+    schedule: str = "constant"
+    batch_size: int = 100
+    epochs: int = 20
+    iterations: int | None = None  # when set, train this many iterations instead of `epochs`
+    sampling: str = "shuffle"
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
+    patience: int | None = None  # early stopping: evaluations without improvement before stopping
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    restore_best: bool = True
+    eval_every: int | None = None  # evaluate every N iterations instead of every epoch
+    gradient: str = "backprop"
+    dtype: str = "float32"
+    seed: int = 0
+    val_fraction: float = 0.1  # held out from train when the dataset has no validation split
+    label_column: str | None = None  # CSV datasets: the label column's name
+    threads: int | None = None  # BLAS threads; default all cores
+    extra: dict = field(default_factory=dict, repr=False)  # settings of later features, kept verbatim
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} is unknown: choose one of {', '.join(allowed)}")
+        self.layers = _parse_layers(self.layers)
+        _check_number("lr", self.lr, low=0, low_open=True)
+        _check_number("momentum", self.momentum, low=0, high=1, high_open=True)
+        _check_int("batch_size", self.batch_size, low=1)
+        _check_int("epochs", self.epochs, low=1)
+        _check_int("iterations", self.iterations, low=1, optional=True)
+        _check_number("weight_decay", self.weight_decay, low=0)
+        _check_number("clip_norm", self.clip_norm, low=0, low_open=True, optional=True)
+        _check_int("patience", self.patience, low=1, optional=True)
+        _check_number("min_delta", self.min_delta, low=0)
+        _check_int("eval_every", self.eval_every, low=1, optional=True)
+        _check_int("seed", self.seed, low=0)
+        _check_number("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
+        _check_int("threads", self.threads, low=1, optional=True)
+        if not isinstance(self.restore_best, bool):
+            raise ConfigError(f"restore_best={self.restore_best!r} is not allowed: use true or false")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset={self.dataset!r} is not allowed: give a dataset name or a path")
+        return self
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a mapping, refusing unknown settings by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}: allowed are {', '.join(sorted(known - {'extra'}))}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"bad configuration: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path):
+        """Read a TOML file of settings (top level, or under a [train] table)."""
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(data.get("train", data))
+
+    @classmethod
+    def from_json(cls, path):
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    def replace(self, **changes):
+        """A validated copy with some settings changed (what a sweep does per trial)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _parse_layers(value):
+    """'256,128' / [256, 128] / 100 -> (256, 128); '' or [] -> () (no hidden layer)."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        try:
+            value = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"layers={value!r} is not allowed: give hidden sizes like 256,128") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    try:
+        sizes = tuple(value)
+    except TypeError:
+        raise ConfigError(f"layers={value!r} is not allowed: give hidden sizes like 256,128") from None
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ConfigError(f"layers={list(sizes)!r} is not allowed: every hidden size must be a whole number >= 1")
+    return sizes
+
+
+def _check_number(name, value, low=None, high=None, low_open=False, high_open=False, optional=False):
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        rule = " and ".join(r for r in (lo, hi) if r)
+        raise ConfigError(f"{name}={value!r} is not allowed: use a number {rule}")
+
+
+def _check_int(name, value, low, optional=False):
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r} is not allowed: use a whole number >= {low}")

@@ -1,0 +1,183 @@
+"""The network's pieces: each layer's forward and backward written out by hand.
+
+A layer with parameters owns views into the model's flat ``params`` and
+``grads`` vectors (``bind``); no layer copies them.  Outputs and input
+gradients go into buffers the layer keeps between calls, sized by the largest
+batch seen, so the training loop allocates nothing per iteration.  A buffer is
+valid until the layer's next call: copy it if you keep it.
+"""
+
+import numpy as np
+
+
+class Layer:
+    """Base: no parameters, ``forward(x, train)`` and ``backward(dy, need_dx)``."""
+
+    size = 0  # how many entries of the flat parameter vector the layer takes
+
+    def __init__(self):
+        self._buffers = {}
+
+    def buffer(self, key, shape, dtype):
+        """A reusable array of ``shape``: a view of rows of a larger one when it fits."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf[: shape[0]]
+
+    def bind(self, params, grads):
+        """Take views of this layer's slice of the flat vectors (nothing for a parameter-free layer)."""
+
+    def init(self, rng):
+        """Write initial parameter values into the bound views."""
+
+    def out_features(self, n_in):
+        return n_in
+
+    def describe(self):
+        """JSON-able description: enough to rebuild the layer."""
+        return {"type": type(self).__name__}
+
+    def forward(self, x, train=False):
+        raise NotImplementedError
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+def split(flat, *shapes):
+    """Consecutive reshaped views of ``flat``: split(v, (2, 3), (3,)) -> W (2x3), b (3,)."""
+    views, start = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        views.append(flat[start : start + n].reshape(shape))
+        start += n
+    return views
+
+
+class Dense(Layer):
+    """y = x @ W + b.  Backward: dW = x.T @ dy, db = sum(dy, axis 0), dx = dy @ W.T.
+
+    ``init``: "he" (std sqrt(2/n_in), for ReLU) or "xavier" (std sqrt(1/n_in),
+    for sigmoid/tanh); biases start at zero.
+    """
+
+    def __init__(self, n_in, n_out, init="he"):
+        super().__init__()
+        if init not in ("he", "xavier"):
+            raise ValueError(f"init={init!r} is unknown: use 'he' or 'xavier'")
+        self.shape = (int(n_in), int(n_out))
+        self.size = n_in * n_out + n_out
+        self.init_method = init
+
+    def bind(self, params, grads):
+        n_in, n_out = self.shape
+        self.W, self.b = split(params, (n_in, n_out), (n_out,))
+        self.dW, self.db = split(grads, (n_in, n_out), (n_out,))
+
+    def init(self, rng):
+        n_in = self.shape[0]
+        std = np.sqrt((2.0 if self.init_method == "he" else 1.0) / n_in)
+        self.W[...] = rng.standard_normal(self.shape) * std
+        self.b[...] = 0
+
+    def out_features(self, n_in):
+        if n_in != self.shape[0]:
+            raise ValueError(f"Dense{self.shape} got {n_in} input features: it expects {self.shape[0]}")
+        return self.shape[1]
+
+    def describe(self):
+        return {"type": "Dense", "n_in": self.shape[0], "n_out": self.shape[1], "init": self.init_method}
+
+    def forward(self, x, train=False):
+        self.x = x
+        y = self.buffer("y", (x.shape[0], self.shape[1]), np.result_type(x, self.W))
+        np.matmul(x, self.W, out=y)
+        y += self.b
+        return y
+
+    def backward(self, dy, need_dx=True):
+        np.matmul(self.x.T, dy, out=self.dW)
+        np.sum(dy, axis=0, out=self.db)
+        if not need_dx:
+            return None
+        dx = self.buffer("dx", self.x.shape, dy.dtype)
+        np.matmul(dy, self.W.T, out=dx)
+        return dx
+
+
+class ReLU(Layer):
+    """y = max(x, 0).  Backward: dx = dy * [x > 0] (the real part decides, for complex steps)."""
+
+    def forward(self, x, train=False):
+        y = self.buffer("y", x.shape, x.dtype)
+        if np.iscomplexobj(x):
+            np.multiply(x, x.real > 0, out=y)
+        else:
+            np.maximum(x, 0, out=y)
+        self.y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx = self.buffer("dx", dy.shape, dy.dtype)
+        np.greater(self.y.real, 0, out=self.buffer("mask", dy.shape, np.bool_))
+        np.multiply(dy, self._buffers["mask"][: dy.shape[0]], out=dx)
+        return dx
+
+
+class Sigmoid(Layer):
+    """y = 1 / (1 + exp(-x)).  Backward: dx = dy * y * (1 - y)."""
+
+    def forward(self, x, train=False):
+        y = self.buffer("y", x.shape, x.dtype)
+        np.negative(x, out=y)
+        np.exp(y, out=y)
+        y += 1
+        np.reciprocal(y, out=y)
+        self.y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx = self.buffer("dx", dy.shape, dy.dtype)
+        np.subtract(1, self.y, out=dx)
+        dx *= self.y
+        dx *= dy
+        return dx
+
+
+class Tanh(Layer):
+    """y = tanh(x).  Backward: dx = dy * (1 - y²)."""
+
+    def forward(self, x, train=False):
+        y = self.buffer("y", x.shape, x.dtype)
+        np.tanh(x, out=y)
+        self.y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx = self.buffer("dx", dy.shape, dy.dtype)
+        np.multiply(self.y, self.y, out=dx)
+        np.subtract(1, dx, out=dx)
+        dx *= dy
+        return dx
+
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+
+LAYERS = {"Dense": Dense, "ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh}
+
+
+def layer_from_description(desc):
+    """Rebuild a layer from ``Layer.describe()`` output."""
+    desc = dict(desc)
+    kind = desc.pop("type", None)
+    if kind not in LAYERS:
+        raise ValueError(f"layer type {kind!r} is unknown: allowed are {', '.join(LAYERS)}")
+    if kind == "Dense":
+        return Dense(desc["n_in"], desc["n_out"], init=desc.get("init", "he"))
+    return LAYERS[kind](**desc)

@@ -1,0 +1,105 @@
+"""Losses: a scalar from the network's output and the targets, and its gradient.
+
+Targets ``t`` are integer class labels of shape (N,) or float arrays of the
+output's shape (one-hot rows, or regression targets).  Both losses average
+over the batch, so their gradients carry the 1/N.
+"""
+
+import numpy as np
+
+
+class Loss:
+    """Base: ``forward(y, t) -> scalar``, then ``backward() -> dL/dy`` (a reused buffer)."""
+
+    name = "loss"
+
+    def __init__(self):
+        self._buffers = {}
+
+    def buffer(self, key, shape, dtype):
+        buf = self._buffers.get(key)
+        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf[: shape[0]]
+
+    def rows(self, n):
+        """0..n-1, cached: the row index for picking each sample's label."""
+        r = self._buffers.get("rows")
+        if r is None or r.shape[0] < n:
+            r = self._buffers["rows"] = np.arange(max(n, 1))
+        return r[:n]
+
+
+class SoftmaxCrossEntropy(Loss):
+    """L = mean_i( logsumexp(z_i) - z_i[t_i] ), computed by log-sum-exp (no epsilon in a log).
+
+    Backward: dL/dz = (softmax(z) - onehot(t)) / N, its exact derivative.
+    """
+
+    name = "softmax_cross_entropy"
+
+    def forward(self, z, t):
+        n = z.shape[0]
+        shifted = self.buffer("shifted", z.shape, z.dtype)
+        np.subtract(z, z.real.max(axis=1, keepdims=True), out=shifted)
+        p = self.buffer("p", z.shape, z.dtype)
+        np.exp(shifted, out=p)
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
+        log_total = np.log(total[:, 0])
+        if t.ndim == 1:
+            picked = shifted[self.rows(n), t]
+            loss = (log_total.sum() - picked.sum()) / n
+        else:
+            loss = (log_total @ t.sum(axis=1) - np.sum(t * shifted)) / n
+        self.p, self.t = p, t
+        return loss
+
+    def backward(self):
+        p, t = self.p, self.t
+        n = p.shape[0]
+        dz = self.buffer("dz", p.shape, p.dtype)
+        if t.ndim == 1:
+            np.copyto(dz, p)
+            dz[self.rows(n), t] -= 1
+        else:
+            np.subtract(p, t, out=dz)
+        dz *= 1.0 / n
+        return dz
+
+    @staticmethod
+    def probabilities(z):
+        """softmax(z) row by row, allocated (for users, not the hot loop)."""
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+class MeanSquaredError(Loss):
+    """L = (1 / 2N) sum_i ||y_i - t_i||².  Backward: dL/dy = (y - t) / N.
+
+    Integer labels are compared as one-hot rows (the textbook's classifier with MSE).
+    """
+
+    name = "mse"
+
+    def forward(self, y, t):
+        n = y.shape[0]
+        d = self.buffer("d", y.shape, y.dtype)
+        if t.ndim == 1:
+            np.copyto(d, y)
+            d[self.rows(n), t] -= 1
+        else:
+            np.subtract(y, t.reshape(y.shape), out=d)
+        self.d = d
+        flat = d.ravel()
+        return 0.5 * np.dot(flat, flat) / n
+
+    def backward(self):
+        d = self.d
+        dy = self.buffer("dy", d.shape, d.dtype)
+        np.multiply(d, 1.0 / d.shape[0], out=dy)
+        return dy
+
+
+LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, MeanSquaredError)}

@@ -1,0 +1,230 @@
+"""The model: layers in order over one flat parameter vector, a loss, and backprop.
+
+``params`` and ``grads`` are contiguous 1-D arrays; every layer's ``W`` and
+``b`` are views into them, in layer order, ``W`` (in, out) in C order then
+``b``.  An optimizer updates ``params`` in one expression; a checkpoint is
+``params`` plus ``describe()``.
+"""
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+from .layers import ACTIVATIONS, Dense, layer_from_description
+from .losses import LOSSES
+
+EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def resolve_dtype(dtype):
+    """np.float32 / "float32" / np.dtype -> np.dtype, refusing anything but float32/float64."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r} is not allowed: use float32 (to train) or float64 (to check)")
+    return resolved
+
+
+class Sequential:
+    """Layers applied in order, then a loss.
+
+    Loss with L2 weight decay:  L = loss(y, t) + (weight_decay / 2) * sum over Dense W of ||W||².
+    """
+
+    def __init__(self, layers, loss="softmax_cross_entropy", dtype=np.float32, seed=0, weight_decay=0.0,
+                 task=None):
+        if loss not in LOSSES:
+            raise ConfigError(f"loss={loss!r} is unknown: use {' or '.join(LOSSES)}")
+        if not (np.isfinite(weight_decay) and weight_decay >= 0):
+            raise ConfigError(f"weight_decay={weight_decay!r} is not allowed: use a number >= 0")
+        self.layers = list(layers)
+        self.loss_layer = LOSSES[loss]()
+        self.weight_decay = float(weight_decay)
+        self.task = task or ("classification" if loss == "softmax_cross_entropy" else "regression")
+        if self.task not in ("classification", "regression"):
+            raise ConfigError(f"task={task!r} is unknown: use 'classification' or 'regression'")
+        self.dtype = resolve_dtype(dtype)
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        if not dense:
+            raise ConfigError("a model needs at least one Dense layer")
+        self.n_in, self.n_out = dense[0].shape[0], dense[-1].shape[1]
+        n = self.n_in
+        for layer in self.layers:
+            n = layer.out_features(n)
+        size = sum(layer.size for layer in self.layers)
+        self.params = np.zeros(size, dtype=self.dtype)
+        self.grads = np.zeros(size, dtype=self.dtype)
+        self._bind()
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.init(rng)
+
+    def _bind(self):
+        offset = 0
+        self.param_slices = []  # (layer index, slice of the flat vector)
+        for k, layer in enumerate(self.layers):
+            if layer.size:
+                sl = slice(offset, offset + layer.size)
+                layer.bind(self.params[sl], self.grads[sl])
+                self.param_slices.append((k, sl))
+                offset += layer.size
+        self._first_trainable = self.param_slices[0][0]
+        self._decay = None
+
+    # -- the forward pass and the loss -----------------------------------------------------------
+
+    def _as_input(self, x):
+        x = np.asarray(x)
+        x = x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+        if x.shape[1] != self.n_in:
+            raise DataError(f"input has {x.shape[1]} features per sample: this model expects {self.n_in}")
+        return x if x.dtype == self.params.dtype else x.astype(self.params.dtype)
+
+    def forward(self, x, train=False):
+        """The network's output (scores before the loss).  Valid until the next call."""
+        y = self._as_input(x)
+        for layer in self.layers:
+            y = layer.forward(y, train)
+        return y
+
+    def penalty(self):
+        """(weight_decay / 2) * sum of squared Dense weights."""
+        if not self.weight_decay:
+            return 0.0
+        total = 0.0
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                w = layer.W.ravel()
+                total = total + np.dot(w, w)
+        return 0.5 * self.weight_decay * total
+
+    def loss(self, x, t, train=False):
+        """L(x, t) as a Python float (complex when the parameters are complex)."""
+        value = self.loss_layer.forward(self.forward(x, train), np.asarray(t)) + self.penalty()
+        return complex(value) if np.iscomplexobj(self.params) else float(value)
+
+    # -- step 2: the gradient ----------------------------------------------------------------------
+
+    def gradient(self, x, t):
+        """Backprop: returns (loss, grads), ``grads`` being ``self.grads`` overwritten (never accumulated)."""
+        t = np.asarray(t)
+        loss = self.loss_layer.forward(self.forward(x, train=True), t) + self.penalty()
+        dy = self.loss_layer.backward()
+        for k in range(len(self.layers) - 1, self._first_trainable - 1, -1):
+            dy = self.layers[k].backward(dy, need_dx=k > self._first_trainable)
+        if self.weight_decay:
+            if self._decay is None:
+                self._decay = np.zeros_like(self.params)
+                for k, sl in self.param_slices:
+                    if isinstance(self.layers[k], Dense):
+                        self._decay[sl][: self.layers[k].W.size] = self.weight_decay
+                self._decay_step = np.empty_like(self.params)
+            np.multiply(self.params, self._decay, out=self._decay_step)
+            self.grads += self._decay_step
+        return float(loss), self.grads
+
+    def numerical_gradient(self, x, t, h=None, method="central"):
+        """The same gradient by finite differences of ``loss`` (see ``sgdlab.gradients``)."""
+        from .gradients import model_numerical_gradient
+
+        return model_numerical_gradient(self, x, t, h=h, method=method)
+
+    # -- using the trained model -------------------------------------------------------------------
+
+    @property
+    def is_classifier(self):
+        return self.task == "classification"
+
+    def predict(self, x, batch_size=EVAL_CHUNK):
+        """Class labels (argmax) for a classifier, outputs for a regressor; fresh array, in chunks."""
+        x = np.asarray(x)
+        results = []
+        for start in range(0, x.shape[0], batch_size):
+            y = self.forward(x[start : start + batch_size])
+            results.append(y.argmax(axis=1) if self.is_classifier else y.copy())
+        return np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
+
+    def predict_proba(self, x, batch_size=EVAL_CHUNK):
+        """softmax of the output, in chunks."""
+        x = np.asarray(x)
+        out = [self.loss_layer.probabilities(self.forward(x[s : s + batch_size]).astype(np.float64))
+               for s in range(0, x.shape[0], batch_size)]
+        return np.concatenate(out)
+
+    def accuracy(self, x, t, batch_size=EVAL_CHUNK):
+        """Fraction of samples whose predicted class equals the label (one-hot labels allowed)."""
+        t = np.asarray(t)
+        labels = t.argmax(axis=1) if t.ndim == 2 else t
+        return float(np.mean(self.predict(x, batch_size) == labels))
+
+    def evaluate(self, dataset, batch_size=EVAL_CHUNK):
+        """(mean loss incl. weight decay, accuracy or None) over a whole Dataset, in large chunks."""
+        total_loss, correct, n = 0.0, 0, 0
+        for xb, tb in dataset.chunks(batch_size):
+            y = self.forward(xb)
+            total_loss += float(self.loss_layer.forward(y, tb)) * len(xb)
+            if tb.ndim == 1:
+                correct += int(np.count_nonzero(y.argmax(axis=1) == tb))
+            n += len(xb)
+        accuracy = correct / n if dataset.is_classification else None
+        return total_loss / n + float(self.penalty()), accuracy
+
+    # -- description, copies -----------------------------------------------------------------------
+
+    def describe(self):
+        """JSON-able architecture: rebuilding from it and loading ``params`` gives the same model."""
+        return {
+            "format": "sgdlab.sequential/1",
+            "layers": [layer.describe() for layer in self.layers],
+            "loss": self.loss_layer.name,
+            "weight_decay": self.weight_decay,
+            "task": self.task,
+            "dtype": self.dtype.name,
+            "n_params": int(self.params.size),
+        }
+
+    @classmethod
+    def from_description(cls, desc, params=None):
+        """Rebuild a model from ``describe()``; copy ``params`` in when given."""
+        layers = [layer_from_description(d) for d in desc["layers"]]
+        model = Sequential(layers, loss=desc["loss"], dtype=desc.get("dtype", "float32"),
+                           weight_decay=desc.get("weight_decay", 0.0), task=desc.get("task"))
+        if params is not None:
+            if params.shape != model.params.shape:
+                raise ValueError(f"{params.size} parameters do not fit this architecture's {model.params.size}")
+            model.params[...] = params
+        return model
+
+    def copy(self, dtype=None):
+        """An independent model with the same architecture and parameters (optionally another dtype)."""
+        desc = self.describe()
+        if dtype is not None:
+            desc["dtype"] = resolve_dtype(dtype).name
+        return Sequential.from_description(desc, self.params)
+
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"{type(self).__name__}([{inner}], loss={self.loss_layer.name!r}, params={self.params.size})"
+
+
+class MLP(Sequential):
+    """A multilayer perceptron: Dense -> activation, ..., Dense; sizes = [inputs, hidden..., outputs]."""
+
+    def __init__(self, sizes, activation="relu", loss="softmax_cross_entropy", seed=0, dtype=np.float32,
+                 weight_decay=0.0, task=None):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or any(s <= 0 for s in sizes):
+            raise ConfigError(f"sizes={sizes!r} is not allowed: give [inputs, hidden..., outputs], all positive")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation={activation!r} is unknown: use {', '.join(ACTIVATIONS)}")
+        init = "he" if activation == "relu" else "xavier"
+        layers = []
+        for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Dense(n_in, n_out, init=init))
+            if k < len(sizes) - 2:
+                layers.append(ACTIVATIONS[activation]())
+        self.sizes, self.activation = sizes, activation
+        super().__init__(layers, loss=loss, dtype=dtype, seed=seed, weight_decay=weight_decay, task=task)

@@ -1,0 +1,355 @@
+"""Step 4: repeat.  ``fit`` runs draw -> gradient -> update for a number of
+iterations, evaluates at every epoch boundary (or every ``eval_every``
+iterations), records a ``History``, and stops early, on divergence, or when
+asked to (Ctrl-C).
+
+Epoch boundaries are integer iteration counts: an epoch is
+ceil(n / batch_size) iterations, so no evaluation is skipped when the data size
+is not a multiple of the batch.
+"""
+
+import csv
+import math
+import sys
+import time
+
+import numpy as np
+
+from .batches import BatchLoader, BatchSampler
+from .errors import ConfigError, DataError
+
+METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+GRADIENTS = ("backprop", "numerical")
+
+
+class History:
+    """What happened: one row per evaluation (metrics.csv), the loss of every iteration, and how it ended."""
+
+    def __init__(self):
+        self.rows = []
+        self.iteration_loss = []
+        self.status = "running"
+        self.stopped_reason = ""
+        self.monitor = "val_loss"
+        self.mode = "min"
+        self.best_index = None
+
+    def column(self, name):
+        """One metric over the evaluations, as a float array (NaN where missing)."""
+        return np.array([np.nan if r.get(name) is None else r[name] for r in self.rows], dtype=float)
+
+    @property
+    def best_epoch(self):
+        return None if self.best_index is None else self.rows[self.best_index]["epoch"]
+
+    @property
+    def best_row(self):
+        return None if self.best_index is None else self.rows[self.best_index]
+
+    def is_better(self, value, best, min_delta=0.0):
+        if value is None or not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        return value < best - min_delta if self.mode == "min" else value > best + min_delta
+
+    def to_csv(self, path):
+        """metrics.csv: METRIC_COLUMNS, empty cells where a metric was not measured."""
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(METRIC_COLUMNS)
+            for row in self.rows:
+                writer.writerow(["" if row.get(c) is None else _fmt(row[c]) for c in METRIC_COLUMNS])
+
+    def state_dict(self):
+        return {"rows": [dict(r) for r in self.rows], "iteration_loss": list(self.iteration_loss),
+                "status": self.status, "stopped_reason": self.stopped_reason, "monitor": self.monitor,
+                "mode": self.mode, "best_index": self.best_index}
+
+    def load_state_dict(self, state):
+        for key, value in state.items():
+            setattr(self, key, list(value) if isinstance(value, list) else value)
+
+    def __repr__(self):
+        return (f"History({len(self.rows)} evaluations, {len(self.iteration_loss)} iterations, "
+                f"status={self.status!r}, best_epoch={self.best_epoch})")
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return repr(round(value, 6)) if abs(value) >= 1e-3 or value == 0 else f"{value:.6e}"
+    return str(value)
+
+
+class Callback:
+    """Hooks into the loop; call ``trainer.stop(status, reason)`` to end it."""
+
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_evaluation(self, trainer, row):
+        pass
+
+    def on_train_end(self, trainer):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` evaluations.
+
+    ``restore_best`` puts the best evaluation's parameters back at the end,
+    bit for bit, however training ended (patience, epochs done, divergence).
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best=True,
+                 start_from_epoch=0):
+        if monitor not in METRIC_COLUMNS[2:6]:
+            raise ConfigError(f"monitor={monitor!r} is unknown: use one of {', '.join(METRIC_COLUMNS[2:6])}")
+        if mode == "auto":
+            mode = "min" if monitor.endswith("loss") else "max"
+        if mode not in ("min", "max"):
+            raise ConfigError(f"mode={mode!r} is unknown: use 'min', 'max' or 'auto'")
+        if not (isinstance(patience, int) and patience >= 1):
+            raise ConfigError(f"patience={patience!r} is not allowed: use a whole number >= 1")
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
+        self.restore_best, self.start_from_epoch = restore_best, start_from_epoch
+        self.best_value, self.best_params, self.wait = None, None, 0
+
+    def on_train_begin(self, trainer):
+        trainer.history.monitor, trainer.history.mode = self.monitor, self.mode
+        if self.monitor.startswith("val") and trainer.validation is None:
+            raise ConfigError(f"early stopping monitors {self.monitor!r} but no validation set was given")
+
+    def on_evaluation(self, trainer, row):
+        if row["epoch"] < self.start_from_epoch:
+            return
+        value = row.get(self.monitor)
+        if trainer.history.is_better(value, self.best_value, self.min_delta):
+            self.best_value, self.wait = value, 0
+            if self.restore_best:
+                self.best_params = trainer.model.params.copy()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.stop("early_stopped", f"{self.monitor} did not improve by more than {self.min_delta:g} "
+                             f"for {self.patience} evaluations (best {self.best_value:.6g})")
+
+    def on_train_end(self, trainer):
+        if self.restore_best and self.best_params is not None:
+            trainer.model.params[...] = self.best_params
+
+    def state_dict(self):
+        return {"best_value": self.best_value, "wait": self.wait,
+                "best_params": None if self.best_params is None else self.best_params.copy()}
+
+    def load_state_dict(self, state):
+        self.best_value, self.wait = state["best_value"], state["wait"]
+        self.best_params = None if state["best_params"] is None else np.array(state["best_params"])
+
+
+class EpochLogger(Callback):
+    """Prints one line per evaluation: epoch, losses, accuracies, seconds."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+
+    def on_evaluation(self, trainer, row):
+        parts = [f"epoch {row['epoch']:>3}", f"iter {row['iteration']:>6}", f"train_loss {row['train_loss']:.4f}"]
+        for key in ("train_acc", "val_loss", "val_acc"):
+            if row.get(key) is not None:
+                parts.append(f"{key} {row[key]:.4f}")
+        parts.append(f"lr {row['lr']:.3g}")
+        parts.append(f"{row['seconds']:.1f}s")
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+
+class Trainer:
+    """The loop and all its state: model, optimizer, sampler, history, iteration counter."""
+
+    def __init__(self, model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None,
+                 callbacks=(), gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None,
+                 clip_norm=None, progress=None, divergence_factor=100.0):
+        if gradient not in GRADIENTS:
+            raise ConfigError(f"gradient={gradient!r} is unknown: use {' or '.join(GRADIENTS)}")
+        if epochs is None and iterations is None:
+            epochs = 1
+        if epochs is not None and iterations is not None:
+            raise ConfigError("give epochs or iterations, not both")
+        check_data_fits(model, train, "training")
+        if validation is not None:
+            check_data_fits(model, validation, "validation")
+        self.model, self.train, self.optimizer, self.validation = model, train, optimizer, validation
+        self.callbacks = list(callbacks)
+        self.gradient, self.schedule, self.clip_norm = gradient, schedule, clip_norm
+        self.progress, self.divergence_factor = progress, divergence_factor
+        self.sampler = BatchSampler(len(train), batch_size, mode=sampling, seed=seed)
+        self.loader = BatchLoader(train, self.sampler, dtype=model.params.dtype)
+        self.iterations_per_epoch = self.sampler.iterations_per_epoch
+        if iterations is not None:
+            if not (isinstance(iterations, int) and iterations >= 1):
+                raise ConfigError(f"iterations={iterations!r} is not allowed: use a whole number >= 1")
+            self.total_iterations = iterations
+        else:
+            if not (isinstance(epochs, int) and epochs >= 1):
+                raise ConfigError(f"epochs={epochs!r} is not allowed: use a whole number >= 1")
+            self.total_iterations = epochs * self.iterations_per_epoch
+        if eval_every is not None and not (isinstance(eval_every, int) and eval_every >= 1):
+            raise ConfigError(f"eval_every={eval_every!r} is not allowed: use a whole number >= 1")
+        self.eval_every = eval_every or self.iterations_per_epoch
+        self.history = History()
+        self.iteration = 0
+        self.seconds = 0.0
+        self.initial_loss = None
+        self.last_good_params = model.params.copy()
+        self._stop = None
+
+    # -- control -----------------------------------------------------------------------------------
+
+    def stop(self, status, reason):
+        """Ask the loop to end after the current iteration."""
+        if self._stop is None:
+            self._stop = (status, reason)
+
+    @property
+    def epoch(self):
+        """Completed epochs, fractional between boundaries."""
+        return self.iteration / self.iterations_per_epoch
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self):
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        bar = self._progress_bar()
+        model, optimizer = self.model, self.optimizer
+        start = time.perf_counter() - self.seconds
+        try:
+            while self.iteration < self.total_iterations and self._stop is None:
+                if self.schedule is not None:
+                    optimizer.lr = self.schedule.lr_at(self.iteration, self.iterations_per_epoch,
+                                                       self.total_iterations)
+                xb, tb = self.loader.next()                                   # 1. draw a mini-batch
+                loss = self._gradient(xb, tb)                                 # 2. compute the gradient
+                if not self._check_divergence(loss):
+                    break
+                if self.clip_norm is not None:
+                    from .optimizers import clip_grad_norm
+
+                    clip_grad_norm(model.grads, self.clip_norm)
+                optimizer.update(model.params, model.grads)                   # 3. update the parameters
+                self.iteration += 1                                           # 4. repeat
+                self.history.iteration_loss.append(loss)
+                if bar is not None:
+                    bar.update(1)
+                    if self.iteration % 50 == 0:
+                        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if self.iteration % self.eval_every == 0 or self.iteration == self.total_iterations:
+                    self.seconds = time.perf_counter() - start
+                    self._evaluate()
+            if self._stop is None:
+                self._stop = ("completed", f"trained {self.iteration} iterations ({self._epoch_label()} epochs)")
+        except KeyboardInterrupt:
+            self.stop("interrupted", f"interrupted at iteration {self.iteration}")
+        finally:
+            if bar is not None:
+                bar.close()
+        self.seconds = time.perf_counter() - start
+        self.history.status, self.history.stopped_reason = self._stop
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _gradient(self, xb, tb):
+        model = self.model
+        if self.gradient == "backprop":
+            loss, _ = model.gradient(xb, tb)
+            return loss
+        grads = model.numerical_gradient(xb, tb)
+        model.grads[...] = grads
+        return model.loss(xb, tb)
+
+    def _check_divergence(self, loss):
+        """False (and stop as ``diverged``) when the loss is NaN/inf or far above where it began."""
+        if self.initial_loss is None and math.isfinite(loss):
+            self.initial_loss = max(abs(loss), 1e-8)
+        if math.isfinite(loss) and loss <= self.divergence_factor * (self.initial_loss or 1.0):
+            return True
+        lr = self.optimizer.lr
+        self.model.params[...] = self.last_good_params
+        self.stop("diverged", f"lr={lr:g} diverged at iteration {self.iteration} (loss={loss:.4g}); "
+                              f"try lr <= {lr / 10:g}")
+        return False
+
+    def _evaluate(self):
+        model = self.model
+        train_loss, train_acc = model.evaluate(self.train)
+        row = {"epoch": self._epoch_label(), "iteration": self.iteration, "train_loss": train_loss,
+               "train_acc": train_acc, "val_loss": None, "val_acc": None, "lr": float(self.optimizer.lr),
+               "seconds": round(self.seconds, 3)}
+        if self.validation is not None:
+            row["val_loss"], row["val_acc"] = model.evaluate(self.validation)
+        history = self.history
+        history.rows.append(row)
+        if not math.isfinite(train_loss):
+            self.model.params[...] = self.last_good_params
+            self.stop("diverged", f"lr={self.optimizer.lr:g} diverged by iteration {self.iteration} "
+                                  f"(train loss={train_loss:.4g}); try lr <= {self.optimizer.lr / 10:g}")
+            return
+        self.last_good_params[...] = model.params
+        monitor = history.monitor if row.get(history.monitor) is not None else "train_loss"
+        best = None if history.best_index is None else history.rows[history.best_index].get(monitor)
+        if history.is_better(row.get(monitor), best):
+            history.best_index = len(history.rows) - 1
+        if self.schedule is not None:
+            self.schedule.observe(row.get(monitor))
+        for cb in self.callbacks:
+            cb.on_evaluation(self, row)
+
+    def _epoch_label(self):
+        """Whole epochs at epoch boundaries, else the fraction (three decimals)."""
+        if self.iteration % self.iterations_per_epoch == 0:
+            return self.iteration // self.iterations_per_epoch
+        return round(self.iteration / self.iterations_per_epoch, 3)
+
+    def _progress_bar(self):
+        if self.progress is False:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total_iterations, initial=self.iteration, unit="it", leave=False,
+                    disable=None if self.progress is None else not self.progress, dynamic_ncols=True)
+
+
+def check_data_fits(model, dataset, role):
+    """Refuse data whose features or labels the model cannot take, with the numbers."""
+    if dataset.n_features != model.n_in:
+        raise DataError(f"the {role} data has {dataset.n_features} features per sample but the model's "
+                        f"input layer has {model.n_in}")
+    t = dataset.t
+    if model.is_classifier and t.ndim == 1:
+        top = int(t.max()) if len(t) else 0
+        if top >= model.n_out:
+            raise DataError(f"the {role} data has label {top} but the model has only {model.n_out} outputs "
+                            f"(labels 0..{model.n_out - 1})")
+    elif t.ndim == 2 and t.shape[1] != model.n_out:
+        raise DataError(f"the {role} targets have {t.shape[1]} columns but the model has {model.n_out} outputs")
+
+
+def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None, callbacks=(),
+        gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None, clip_norm=None,
+        progress=None):
+    """Train ``model`` on ``train`` by mini-batch gradient descent; returns the History.
+
+    ``gradient`` is "backprop" or "numerical" (the tutorial's central differences).
+    ``progress``: None shows a bar only on a terminal, False never, True always.
+    """
+    trainer = Trainer(model, train, optimizer, batch_size=batch_size, epochs=epochs, iterations=iterations,
+                      validation=validation, callbacks=callbacks, gradient=gradient, sampling=sampling, seed=seed,
+                      eval_every=eval_every, schedule=schedule, clip_norm=clip_norm, progress=progress)
+    return trainer.run()
