@@ -117,7 +117,7 @@ class Dataset:
                 np.multiply(rows, self.scale, out=out_x, dtype=out_x.dtype, casting="unsafe")
         tshape = (m,) + self.t.shape[1:]
         if out_t is None:
-            out_t = np.take(self.t, indices, axis=0, mode="wrap")
+            out_t = np.asarray(np.take(self.t, indices, axis=0, mode="wrap"))
         elif not isinstance(out_t, np.ndarray) or out_t.shape != tshape:
             got = out_t.shape if isinstance(out_t, np.ndarray) else type(out_t).__name__
             raise DataError(f"out_t has shape {got}: need shape {tshape}")
@@ -130,8 +130,8 @@ class Dataset:
     def subset(self, indices) -> Dataset:
         """A new Dataset holding copies of rows ``indices``, with the same scale and n_classes."""
         indices = self._check_indices(indices)
-        x = np.take(self.x, indices, axis=0, mode="wrap")
-        t = np.take(self.t, indices, axis=0, mode="wrap")
+        x = np.asarray(np.take(self.x, indices, axis=0, mode="wrap"))   # plain arrays, even from a memmap
+        t = np.asarray(np.take(self.t, indices, axis=0, mode="wrap"))
         return _trusted(x, t, self.scale, self.n_classes, self.name)
 
     def chunks(self, size=10000):
@@ -691,6 +691,7 @@ def _write_mnist_cache(folder: Path, arrays):
                 np.save(f, np.ascontiguousarray(a), allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)                               # mkstemp makes 0600; a cache is shared
         for key, tmp in tmp_paths.items():
             os.replace(tmp, folder / f"{key}.npy")
     finally:
