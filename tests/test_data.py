@@ -122,6 +122,7 @@ def test_regression_targets():
     (np.zeros((3, 2)), np.array([0, -1, 1]), ["label -1", "index 1", "negative"]),
     (np.zeros((2, 2)), np.array([[0.0], [np.inf]]), ["t has 1", "sample 1"]),
     (np.array(["a", "b"]), np.array([0, 1]), ["<U1", "uint8"]),
+    (np.zeros((2, 2)), np.array([0.0, 1.0]), ["1-D float64", "t[:, None]"]),
 ])
 def test_bad_datasets_raise_data_error(x, t, words):
     with pytest.raises(DataError) as e:
@@ -286,6 +287,9 @@ def test_load_arrays_npz_npy_pair_and_csv(tmp_path):
     np.testing.assert_allclose(full.x[4], [0.4, -4])
     assert full.t[4] == 1
     assert load_dataset(str(tmp_path / "d.csv"), label_column="label").train.n_classes == 3
+    (tmp_path / "r.csv").write_text("a,y\n1,0.5\n2,1.5\n")
+    reg = load_arrays(tmp_path / "r.csv", label_column="y", val_fraction=0.0).train
+    assert not reg.is_classification and reg.t.shape == (2, 1) and reg.n_classes is None
 
 
 def test_load_arrays_ready_splits(tmp_path):

@@ -237,6 +237,9 @@ def _check_t(t, n, n_classes):
         return int(n_classes)
     if t.dtype.kind != "f":
         raise DataError(f"t has dtype {t.dtype}: use integer labels or float targets")
+    if t.ndim == 1:
+        raise DataError(f"t is 1-D {t.dtype}: use (n,) integer labels (t.astype(int)) or (n, k) float "
+                        "targets (t[:, None])")
     _check_finite(t, "t")
     if n_classes is not None and not (t.ndim == 2 and t.shape[1] == n_classes):
         raise DataError(f"n_classes={n_classes} does not fit float targets of shape {t.shape}: "
@@ -399,10 +402,10 @@ def _npz_get(npz, key, path):
 
 
 def _labels_or_targets(t):
-    """CSV labels come as floats: integral 1-D values become int64 class labels."""
-    if t.ndim == 1 and t.dtype.kind == "f" and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
+    """CSV labels come as floats: integral values become int64 class labels, others (n, 1) targets."""
+    if np.all(np.isfinite(t)) and np.all(t == np.round(t)):
         return t.astype(np.int64)
-    return t
+    return t[:, None]
 
 
 def _load_csv(path, label_column):
