@@ -18,12 +18,12 @@ FIELD_HELP = {
     "layers": "hidden layer sizes, e.g. 100 or 256,128 (default 100)",
     "activation": "relu | sigmoid | tanh",
     "loss": "softmax_cross_entropy | mse",
-    "optimizer": "sgd | momentum | nesterov | adagrad | rmsprop | adam | adamw",
-    "lr": "learning rate (default 0.1)",
+    "optimizer": "sgd | momentum (default) | nesterov | adagrad | rmsprop | adam | adamw",
+    "lr": "learning rate (default 0.05)",
     "momentum": "momentum coefficient for momentum/nesterov (default 0.9)",
     "schedule": "learning-rate schedule: constant | step | exponential | cosine | plateau",
     "batch_size": "mini-batch size (default 100)",
-    "epochs": "passes over the training set (default 20)",
+    "epochs": "passes over the training set (default 15)",
     "iterations": "train this many iterations instead of --epochs",
     "sampling": "shuffle (a permutation per epoch) | replacement (i.i.d. draws, as in the tutorial)",
     "weight_decay": "L2 penalty (weight_decay/2)*sum(W^2), added to loss and gradient",
@@ -75,8 +75,6 @@ def add_config_flags(parser):
 
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
         flag = "--" + f.name.replace("_", "-")
         names = [flag, "--early-stopping"] if f.name == "patience" else [flag]
         hint = hints[f.name]

@@ -4,7 +4,7 @@ import dataclasses
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from .errors import ConfigError
 
@@ -28,12 +28,12 @@ class TrainConfig:
     layers: tuple = (100,)  # hidden layer sizes; input and output sizes come from the data
     activation: str = "relu"
     loss: str = "softmax_cross_entropy"
-    optimizer: str = "sgd"
-    lr: float = 0.1
+    optimizer: str = "momentum"
+    lr: float = 0.05
     momentum: float = 0.9  # for momentum and nesterov
     schedule: str = "constant"
     batch_size: int = 100
-    epochs: int = 20
+    epochs: int = 15
     iterations: int | None = None  # when set, train this many iterations instead of `epochs`
     sampling: str = "shuffle"
     weight_decay: float = 0.0
@@ -49,7 +49,6 @@ class TrainConfig:
     val_fraction: float = 0.1  # held out from train when the dataset has no validation split
     label_column: str | None = None  # CSV datasets: the label column's name
     threads: int | None = None  # BLAS threads; default all cores
-    extra: dict = field(default_factory=dict, repr=False)  # settings of later features, kept verbatim
 
     def __post_init__(self):
         self.validate()
@@ -90,7 +89,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"unknown setting {unknown[0]!r}: allowed are {', '.join(sorted(known - {'extra'}))}")
+            raise ConfigError(f"unknown setting {unknown[0]!r}: allowed are {', '.join(sorted(known))}")
         try:
             return cls(**d)
         except TypeError as exc:

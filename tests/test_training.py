@@ -1,0 +1,149 @@
+import math
+
+import numpy as np
+import pytest
+
+from sgdlab import MLP
+from sgdlab.data import Dataset
+from sgdlab.errors import ConfigError, DataError
+from sgdlab.optimizers import SGD, Momentum
+from sgdlab.training import METRIC_COLUMNS, EarlyStopping, History, Trainer, fit
+
+
+def test_fit_learns_spirals_and_records_every_epoch(spirals):
+    train, val = spirals
+    model = MLP([2, 32, 32, 3], seed=0)
+    history = fit(model, train, Momentum(lr=0.1), batch_size=16, epochs=40, validation=val, progress=False)
+    assert len(history.rows) == 40
+    assert [r["epoch"] for r in history.rows] == list(range(1, 41))
+    iterations_per_epoch = math.ceil(len(train) / 16)
+    assert [r["iteration"] for r in history.rows] == [iterations_per_epoch * e for e in range(1, 41)]
+    assert len(history.iteration_loss) == 40 * iterations_per_epoch
+    assert history.rows[-1]["train_acc"] > 0.9
+    assert history.rows[-1]["train_loss"] < history.rows[0]["train_loss"] / 3
+    assert history.status == "completed"
+    assert set(METRIC_COLUMNS) <= set(history.rows[0])
+
+
+def test_iterations_and_eval_every(spirals):
+    train, val = spirals
+    history = fit(MLP([2, 8, 3]), train, SGD(0.1), batch_size=50, iterations=25, eval_every=10,
+                  validation=val, progress=False)
+    assert [r["iteration"] for r in history.rows] == [10, 20, 25]
+    assert history.rows[0]["epoch"] == pytest.approx(10 / math.ceil(len(train) / 50), abs=1e-3)
+
+
+def test_same_seed_gives_identical_history(spirals):
+    train, val = spirals
+    runs = []
+    for _ in range(2):
+        h = fit(MLP([2, 16, 3], seed=1), train, Momentum(0.05), batch_size=10, epochs=3, validation=val,
+                seed=4, progress=False)
+        runs.append([{k: v for k, v in r.items() if k != "seconds"} for r in h.rows] + h.iteration_loss)
+    assert runs[0] == runs[1]
+
+
+def test_early_stopping_restores_best_parameters_bit_for_bit(spirals):
+    train, val = spirals
+    model = MLP([2, 64, 3], seed=0)
+    snapshots = []
+
+    class Snapshot(EarlyStopping.__mro__[1]):
+        def on_evaluation(self, trainer, row):
+            snapshots.append((row["val_loss"], trainer.model.params.copy()))
+
+    stopper = EarlyStopping(monitor="val_loss", patience=2, min_delta=0.0)
+    history = fit(model, train, SGD(2.0), batch_size=5, epochs=60, validation=val,
+                  callbacks=[Snapshot(), stopper], progress=False)
+    best = min(range(len(snapshots)), key=lambda i: snapshots[i][0])
+    assert history.status == "early_stopped"
+    assert "val_loss did not improve" in history.stopped_reason
+    assert history.best_epoch == best + 1
+    np.testing.assert_array_equal(model.params, snapshots[best][1])
+    assert len(history.rows) == best + 1 + 2
+
+
+def test_restore_best_also_when_training_completes(spirals):
+    train, val = spirals
+    model = MLP([2, 64, 3], seed=0)
+    seen = []
+
+    class Snapshot(EarlyStopping.__mro__[1]):
+        def on_evaluation(self, trainer, row):
+            seen.append((row["val_acc"], trainer.model.params.copy()))
+
+    history = fit(model, train, SGD(1.0), batch_size=5, epochs=8, validation=val,
+                  callbacks=[Snapshot(), EarlyStopping(monitor="val_acc", patience=100)], progress=False)
+    assert history.status == "completed"
+    best = max(range(len(seen)), key=lambda i: (seen[i][0], -i))
+    np.testing.assert_array_equal(model.params, seen[best][1])
+
+
+def test_divergence_stops_with_hint_and_finite_parameters(spirals):
+    train, val = spirals
+    model = MLP([2, 32, 3], seed=0)
+    history = fit(model, train, SGD(50.0), batch_size=10, epochs=20, validation=val, progress=False)
+    assert history.status == "diverged"
+    assert "lr=50 diverged at iteration" in history.stopped_reason
+    assert "try lr <= 5" in history.stopped_reason
+    assert np.all(np.isfinite(model.params))
+    assert len(history.iteration_loss) < 20 * 30
+
+
+def test_early_stopping_needs_validation_for_val_metrics(spirals):
+    train, _ = spirals
+    with pytest.raises(ConfigError, match="no validation set"):
+        fit(MLP([2, 4, 3]), train, SGD(0.1), epochs=1, callbacks=[EarlyStopping()], progress=False)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"monitor": "accuracy"}, "monitor='accuracy'"),
+    ({"patience": 0}, "patience=0"),
+    ({"mode": "up"}, "mode='up'"),
+])
+def test_bad_early_stopping_settings(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        EarlyStopping(**kwargs)
+
+
+def test_data_that_does_not_fit_the_model_is_refused():
+    data = Dataset(np.zeros((10, 3), np.float32), np.arange(10) % 5)
+    with pytest.raises(DataError, match="3 features per sample but the model's input layer has 4"):
+        fit(MLP([4, 2, 5]), data, SGD(0.1), progress=False)
+    with pytest.raises(DataError, match="label 4 but the model has only 3 outputs"):
+        fit(MLP([3, 2, 3]), data, SGD(0.1), progress=False)
+
+
+def test_bad_loop_settings(spirals):
+    train, _ = spirals
+    for kwargs, match in [({"gradient": "symbolic"}, "gradient='symbolic'"), ({"epochs": 0}, "epochs=0"),
+                          ({"iterations": -3}, "iterations=-3"), ({"epochs": 2, "iterations": 3}, "not both"),
+                          ({"eval_every": 0}, "eval_every=0"), ({"batch_size": 10_000}, "larger than")]:
+        with pytest.raises(ConfigError, match=match):
+            Trainer(MLP([2, 4, 3]), train, SGD(0.1), **kwargs)
+
+
+def test_stop_request_ends_after_the_current_iteration(spirals):
+    train, _ = spirals
+    trainer = Trainer(MLP([2, 4, 3]), train, SGD(0.1), batch_size=10, epochs=5, progress=False)
+
+    class StopAtFirstEvaluation(EarlyStopping.__mro__[1]):
+        def on_evaluation(self, t, row):
+            t.stop("interrupted", "test")
+
+    trainer.callbacks.append(StopAtFirstEvaluation())
+    history = trainer.run()
+    assert history.status == "interrupted" and trainer.iteration == trainer.iterations_per_epoch
+
+
+def test_history_csv_has_the_contract_columns(tmp_path, spirals):
+    train, val = spirals
+    history = fit(MLP([2, 4, 3]), train, SGD(0.1), batch_size=30, epochs=2, validation=val, progress=False)
+    path = tmp_path / "metrics.csv"
+    history.to_csv(path)
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(METRIC_COLUMNS)
+    assert len(lines) == 3
+    restored = History()
+    restored.load_state_dict(history.state_dict())
+    assert restored.rows == history.rows and restored.best_epoch == history.best_epoch
