@@ -42,15 +42,17 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, z, t):
         n = z.shape[0]
         shifted = self.buffer("shifted", z.shape, z.dtype)
-        np.subtract(z, z.real.max(axis=1, keepdims=True), out=shifted)
+        peak = self.buffer("peak", (n, 1), z.real.dtype)
+        np.max(z.real, axis=1, keepdims=True, out=peak)
+        np.subtract(z, peak, out=shifted)
         p = self.buffer("p", z.shape, z.dtype)
         np.exp(shifted, out=p)
-        total = p.sum(axis=1, keepdims=True)
+        total = self.buffer("total", (n, 1), z.dtype)
+        np.sum(p, axis=1, keepdims=True, out=total)
         p /= total
-        log_total = np.log(total[:, 0])
+        log_total = np.log(total, out=total)[:, 0]
         if t.ndim == 1:
-            picked = shifted[self.rows(n), t]
-            loss = (log_total.sum() - picked.sum()) / n
+            loss = (log_total.sum() - shifted[self.rows(n), t].sum()) / n
         else:
             loss = (log_total @ t.sum(axis=1) - np.sum(t * shifted)) / n
         self.p, self.t = p, t
