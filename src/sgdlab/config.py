@@ -10,7 +10,7 @@ from .errors import ConfigError
 
 CHOICES = {
     "activation": ("relu", "sigmoid", "tanh"),
-    "loss": ("softmax_cross_entropy", "mse"),
+    "loss": ("softmax_cross_entropy", "mse", "sigmoid_cross_entropy"),
     "optimizer": ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"),
     "schedule": ("constant", "step", "exponential", "cosine", "plateau"),
     "sampling": ("shuffle", "replacement"),

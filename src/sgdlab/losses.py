@@ -104,4 +104,51 @@ class MeanSquaredError(Loss):
         return dy
 
 
-LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, MeanSquaredError)}
+class SigmoidCrossEntropy(Loss):
+    """Multi-label log loss: L = (1/N) sum_i sum_k [softplus(z_ik) - t_ik z_ik], one sigmoid per output.
+
+    softplus(z) = max(z, 0) + log1p(exp(-|z|)) never overflows.  Backward:
+    dL/dz = (sigmoid(z) - t) / N.  Integer labels (N,) are compared as one-hot rows.
+    """
+
+    name = "sigmoid_cross_entropy"
+
+    def forward(self, z, t):
+        n = z.shape[0]
+        if t.ndim == 1:
+            target = self.buffer("t", z.shape, z.dtype)
+            target.fill(0)
+            target[self.rows(n), t] = 1
+            t = target
+        else:
+            t = t.reshape(z.shape)
+        e = self.buffer("e", z.shape, z.dtype)
+        np.abs(z, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)  # exp(-|z|) in (0, 1]
+        s = self.buffer("s", z.shape, z.dtype)
+        np.log1p(e, out=s)
+        loss = np.sum(s) + np.sum(np.maximum(z, 0)) - np.dot(t.ravel(), z.ravel())
+        np.add(e, 1, out=s)
+        np.reciprocal(s, out=s)  # 1 / (1 + exp(-|z|)) = sigmoid(|z|)
+        np.subtract(1, s, out=e)  # sigmoid(-|z|)
+        p = self.buffer("p", z.shape, z.dtype)
+        np.copyto(p, s)
+        np.copyto(p, e, where=z < 0)
+        self.p, self.t = p, t
+        return loss / n
+
+    def backward(self):
+        dz = self.buffer("dz", self.p.shape, self.p.dtype)
+        np.subtract(self.p, self.t, out=dz)
+        dz *= 1.0 / dz.shape[0]
+        return dz
+
+    @staticmethod
+    def probabilities(z):
+        """sigmoid(z) element by element, allocated (for users, not the hot loop)."""
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, MeanSquaredError, SigmoidCrossEntropy)}

@@ -43,7 +43,7 @@ class Sequential:
         self.layers = list(layers)
         self.loss_layer = LOSSES[loss]()
         self.weight_decay = float(weight_decay)
-        self.task = task or ("classification" if loss == "softmax_cross_entropy" else "regression")
+        self.task = task or ("regression" if loss == "mse" else "classification")
         if self.task not in ("classification", "regression"):
             raise ConfigError(f"task={task!r} is unknown: use 'classification' or 'regression'")
         self.dtype = resolve_dtype(dtype)
