@@ -144,7 +144,7 @@ def test_nan_message_names_count_and_first_index():
 
 
 def test_nan_scan_in_chunks_finds_late_values(monkeypatch):
-    monkeypatch.setattr(data, "_NAN_CHUNK_ELEMENTS", 8)        # 2 rows per chunk
+    monkeypatch.setattr(data.datasets, "_NAN_CHUNK_ELEMENTS", 8)        # 2 rows per chunk
     x = np.zeros((21, 4), np.float32)
     x[20, 1] = np.nan
     x[13, 3] = -np.inf
@@ -448,7 +448,7 @@ def test_mnist_second_call_reads_the_cache(mnist_cache, monkeypatch):
 
     def no_fetch(progress):
         raise AssertionError("the cache was not used")
-    monkeypatch.setattr(data, "_fetch_mnist", no_fetch)
+    monkeypatch.setattr(data.mnist, "_fetch_mnist", no_fetch)
     start = time.perf_counter()
     s = load_mnist(cache_dir=cache)
     assert time.perf_counter() - start < 2.0
