@@ -55,13 +55,18 @@ def _json_default(value):
 
 
 def model_tensors(model):
-    """Named C-contiguous tensors: layers.K.W / layers.K.b (safetensors scrambles non-contiguous arrays)."""
+    """Named C-contiguous tensors: layers.K.W / layers.K.b, then state such as layers.K.running_mean.
+
+    C-contiguous because safetensors scrambles non-contiguous arrays.
+    """
     tensors = {}
     for k, sl in model.param_slices:
         layer = model.layers[k]
         for name in ("W", "b", "gamma", "beta"):
             if hasattr(layer, name):
                 tensors[f"layers.{k}.{name}"] = np.ascontiguousarray(getattr(layer, name))
+    for name, value in model.state_buffers().items():
+        tensors[name] = np.ascontiguousarray(value)
     return tensors
 
 
@@ -124,5 +129,6 @@ def load_model(path):
         for name in ("W", "b", "gamma", "beta"):
             if hasattr(layer, name):
                 getattr(layer, name)[...] = tensors[f"layers.{k}.{name}"]
+    model.load_state_buffers(tensors)
     model.metadata = metadata
     return model

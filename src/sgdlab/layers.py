@@ -9,11 +9,14 @@ valid until the layer's next call: copy it if you keep it.
 
 import numpy as np
 
+from .errors import ConfigError
+
 
 class Layer:
     """Base: no parameters, ``forward(x, train)`` and ``backward(dy, need_dx)``."""
 
     size = 0  # how many entries of the flat parameter vector the layer takes
+    state_names = ()  # non-parameter arrays the layer keeps (BatchNorm's running averages)
 
     def __init__(self):
         self._buffers = {}
@@ -167,9 +170,145 @@ class Tanh(Layer):
         return dx
 
 
+class Dropout(Layer):
+    """Inverted dropout.  Train: y = x * m / (1 - rate), m ~ Bernoulli(1 - rate) per entry; evaluation: y = x.
+
+    Backward: dx = dy * m / (1 - rate).  Masks come from the layer's own Generator
+    (``seed``; MLP derives it from the model's seed), never the global RNG.  Set
+    ``freeze_mask = True`` to reuse the last mask: the train-mode forward is then a
+    fixed function of x, so numerical gradients can be checked against backward.
+    """
+
+    def __init__(self, rate=0.5, seed=0):
+        super().__init__()
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ConfigError(f"dropout rate={rate!r} is not allowed: use a number >= 0 and < 1")
+        self.rate, self.seed = float(rate), int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.freeze_mask = False
+        self.mask = None  # m / (1 - rate) of the last train-mode forward, reused while frozen
+
+    def describe(self):
+        return {"type": "Dropout", "rate": self.rate, "seed": self.seed}
+
+    def forward(self, x, train=False):
+        self.active = train and self.rate > 0
+        if not self.active:
+            return x
+        if not self.freeze_mask or self.mask is None:
+            mask = self.buffer("mask", x.shape, x.real.dtype)
+            self.rng.random(out=mask)
+            keep = self.buffer("keep", x.shape, np.bool_)
+            np.greater_equal(mask, self.rate, out=keep)
+            np.multiply(keep, 1.0 / (1.0 - self.rate), out=mask)
+            self.mask = mask
+        elif self.mask.shape != x.shape:
+            raise ValueError(f"Dropout's frozen mask has shape {self.mask.shape} but the input has {x.shape}: "
+                             f"unfreeze it or pass a batch of the same shape")
+        y = self.buffer("y", x.shape, x.dtype)
+        np.multiply(x, self.mask, out=y)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if not self.active:
+            return dy
+        dx = self.buffer("dx", dy.shape, dy.dtype)
+        np.multiply(dy, self.mask, out=dx)
+        return dx
+
+
+class BatchNorm(Layer):
+    """y = gamma * x̂ + beta, x̂ = (x - mu) / sqrt(var + eps), per feature (Ioffe & Szegedy 2015).
+
+    Train: mu, var (biased, 1/N) of the batch, and running <- momentum * running + (1 - momentum) * batch
+    (Keras' and the textbook's momentum=0.9 convention; torch's momentum=0.1 means the same).
+    Evaluation: the running averages.  Backward through mu and var as well:
+    dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x̂ * mean(dy * x̂)), dgamma = sum(dy x̂), dbeta = sum(dy).
+    ``running_mean``/``running_var`` are state, not parameters (saved beside them in a checkpoint).
+    """
+
+    state_names = ("running_mean", "running_var")
+
+    def __init__(self, n, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            raise ConfigError(f"batch-norm momentum={momentum!r} is not allowed: use a number >= 0 and < 1")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ConfigError(f"batch-norm eps={eps!r} is not allowed: use a number > 0")
+        self.n, self.momentum, self.eps = int(n), float(momentum), float(eps)
+        self.size = 2 * self.n
+        self.running_mean = self.running_var = None
+
+    def bind(self, params, grads):
+        self.gamma, self.beta = split(params, (self.n,), (self.n,))
+        self.dgamma, self.dbeta = split(grads, (self.n,), (self.n,))
+        dtype = params.real.dtype
+        if self.running_mean is None or self.running_mean.dtype != dtype:
+            self.running_mean = np.zeros(self.n, dtype)
+            self.running_var = np.ones(self.n, dtype)
+
+    def init(self, rng):
+        self.gamma[...] = 1
+        self.beta[...] = 0
+        self.running_mean[...] = 0
+        self.running_var[...] = 1
+
+    def out_features(self, n_in):
+        if n_in != self.n:
+            raise ValueError(f"BatchNorm({self.n}) got {n_in} input features: it expects {self.n}")
+        return n_in
+
+    def describe(self):
+        return {"type": "BatchNorm", "n": self.n, "momentum": self.momentum, "eps": self.eps}
+
+    def forward(self, x, train=False):
+        xc = self.buffer("xc", x.shape, x.dtype)
+        if train:
+            mu = x.mean(axis=0)
+            np.subtract(x, mu, out=xc)
+            xhat = self.buffer("xhat", x.shape, x.dtype)
+            np.multiply(xc, xc, out=xhat)
+            var = xhat.mean(axis=0)  # no conjugate: stays analytic for complex-step checks
+            if not np.iscomplexobj(x):
+                self.running_mean *= self.momentum
+                self.running_mean += (1 - self.momentum) * mu
+                self.running_var *= self.momentum
+                self.running_var += (1 - self.momentum) * var
+        else:
+            np.subtract(x, self.running_mean, out=xc)
+            var = self.running_var
+        self.inv_std = 1 / np.sqrt(var + self.eps)
+        self.train = train
+        xhat = self.buffer("xhat", x.shape, x.dtype)
+        np.multiply(xc, self.inv_std, out=xhat)
+        self.xhat = xhat
+        y = self.buffer("y", x.shape, np.result_type(x, self.gamma))
+        np.multiply(xhat, self.gamma, out=y)
+        y += self.beta
+        return y
+
+    def backward(self, dy, need_dx=True):
+        xhat = self.xhat
+        np.sum(dy, axis=0, out=self.dbeta)
+        dx = self.buffer("dx", dy.shape, dy.dtype)
+        np.multiply(dy, xhat, out=dx)
+        np.sum(dx, axis=0, out=self.dgamma)
+        if not need_dx:
+            return None
+        if self.train:
+            n = dy.shape[0]
+            np.multiply(xhat, self.dgamma / n, out=dx)
+            dx += self.dbeta / n
+            np.subtract(dy, dx, out=dx)
+        else:
+            np.copyto(dx, dy)
+        dx *= self.gamma * self.inv_std
+        return dx
+
+
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
-LAYERS = {"Dense": Dense, "ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh}
+LAYERS = {"Dense": Dense, "ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Dropout": Dropout, "BatchNorm": BatchNorm}
 
 
 def layer_from_description(desc):

@@ -9,7 +9,7 @@
 import numpy as np
 
 from .errors import ConfigError, DataError
-from .layers import ACTIVATIONS, Dense, layer_from_description
+from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, layer_from_description
 from .losses import LOSSES
 
 EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set
@@ -198,12 +198,24 @@ class Sequential:
             model.params[...] = params
         return model
 
+    def state_buffers(self):
+        """Non-parameter state by name, ``layers.K.running_mean`` ...: the arrays themselves (BatchNorm's)."""
+        return {f"layers.{k}.{name}": getattr(layer, name)
+                for k, layer in enumerate(self.layers) for name in layer.state_names}
+
+    def load_state_buffers(self, buffers):
+        """Copy arrays from ``state_buffers()``-style names into this model's state, in place."""
+        for name, target in self.state_buffers().items():
+            target[...] = buffers[name]
+
     def copy(self, dtype=None):
-        """An independent model with the same architecture and parameters (optionally another dtype)."""
+        """An independent model with the same architecture, parameters and state (optionally another dtype)."""
         desc = self.describe()
         if dtype is not None:
             desc["dtype"] = resolve_dtype(dtype).name
-        return Sequential.from_description(desc, self.params)
+        model = Sequential.from_description(desc, self.params)
+        model.load_state_buffers(self.state_buffers())
+        return model
 
     def __repr__(self):
         inner = ", ".join(repr(layer) for layer in self.layers)
@@ -211,10 +223,14 @@ class Sequential:
 
 
 class MLP(Sequential):
-    """A multilayer perceptron: Dense -> activation, ..., Dense; sizes = [inputs, hidden..., outputs]."""
+    """A multilayer perceptron: Dense -> activation, ..., Dense; sizes = [inputs, hidden..., outputs].
+
+    Each hidden block is Dense -> [BatchNorm] -> activation -> [Dropout(dropout)];
+    each Dropout's mask Generator is seeded from ``seed`` and its layer index.
+    """
 
     def __init__(self, sizes, activation="relu", loss="softmax_cross_entropy", seed=0, dtype=np.float32,
-                 weight_decay=0.0, task=None):
+                 weight_decay=0.0, task=None, dropout=0.0, batch_norm=False):
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or any(s <= 0 for s in sizes):
             raise ConfigError(f"sizes={sizes!r} is not allowed: give [inputs, hidden..., outputs], all positive")
@@ -225,6 +241,12 @@ class MLP(Sequential):
         for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(Dense(n_in, n_out, init=init))
             if k < len(sizes) - 2:
+                if batch_norm:
+                    layers.append(BatchNorm(n_out))
                 layers.append(ACTIVATIONS[activation]())
+                if dropout:
+                    stream = np.random.SeedSequence(seed, spawn_key=(len(layers),))
+                    layers.append(Dropout(dropout, seed=int(stream.generate_state(1)[0])))
         self.sizes, self.activation = sizes, activation
+        self.dropout, self.batch_norm = dropout, batch_norm
         super().__init__(layers, loss=loss, dtype=dtype, seed=seed, weight_decay=weight_decay, task=task)
