@@ -273,7 +273,7 @@ class _BaseMLP(BaseEstimator):
         x_buf = np.empty((batch_size, x.shape[1]), dtype=x.dtype)
         t_buf = np.empty((batch_size, *targets.shape[1:]), dtype=targets.dtype)
         sample_idx = np.arange(n)
-        dense = [(layer.W, layer.dW) for layer in self._dense()]
+        dense = [(layer.W, layer.dW, np.empty_like(layer.W)) for layer in self._dense()]
         optimizer, alpha = self._optimizer, float(self.alpha)
         self.n_iter_ = 0
         try:
@@ -285,18 +285,19 @@ class _BaseMLP(BaseEstimator):
                     if self.shuffle:
                         idx = np.sort(sample_idx[batch])
                         k = len(idx)
-                        xb = np.take(x, idx, axis=0, out=x_buf[:k])
-                        tb = np.take(targets, idx, axis=0, out=t_buf[:k])
+                        xb = np.take(x, idx, axis=0, out=x_buf[:k], mode="clip")  # "raise" would buffer
+                        tb = np.take(targets, idx, axis=0, out=t_buf[:k], mode="clip")
                     else:
                         xb, tb = x[batch], targets[batch]
                         k = xb.shape[0]
                     loss = self._gradient(xb, tb) * self._loss_scale
                     if alpha:
                         scale = alpha / k
-                        for w, dw in dense:
+                        for w, dw, scratch in dense:
                             flat = w.ravel()
                             loss += 0.5 * scale * float(np.dot(flat, flat))
-                            dw += scale * w
+                            np.multiply(w, scale, out=scratch)
+                            dw += scratch
                     accumulated += loss * k
                     optimizer.update(model.params, model.grads)
                 self.n_iter_ += 1
@@ -395,7 +396,7 @@ class _BaseMLP(BaseEstimator):
     # -- pickling: the model's layers hold views of its flat vector, which pickle would turn into copies --
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ returns the live __dict__
         model = state.pop("_model", None)
         if model is not None:
             state["_model_state"] = (model.describe(), model.params.copy())
