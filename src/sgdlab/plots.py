@@ -77,3 +77,74 @@ def accuracy_curves(history, title="Accuracy per epoch: train vs validation", on
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
+
+
+def sweep_results(rows, curves, param="lr"):
+    """Left: best val accuracy against ``param`` (log x when positive; trial number when None), status marked.
+    Right: every trial's smoothed mini-batch loss, coloured by ``param`` (log colour scale)."""
+    from matplotlib import cm, colors
+
+    fig = _figure(11, 4.2)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    if param is None:
+        param, values = "trial number", np.arange(1, len(rows) + 1, dtype=float)
+    else:
+        values = np.array([float(r[param]) for r in rows])
+    log = values.size and np.all(values > 0) and values.max() / values.min() > 20
+    styles = {"ok": ("o", "tab:blue"), "too slow": ("s", "tab:orange"), "diverged": ("X", "tab:red"),
+              "failed": ("D", "tab:gray")}
+    order = np.argsort(values, kind="stable")
+    acc = np.array([np.nan if r["best_val_acc"] is None else r["best_val_acc"] for r in rows])
+    left.plot(values[order], acc[order], "-", color="0.7", linewidth=1)
+    for status, (marker, colour) in styles.items():
+        mask = np.array([r["status"] == status for r in rows], dtype=bool)
+        if mask.any():
+            y = np.where(np.isnan(acc[mask]), 0.0, acc[mask])  # a trial without an evaluation sits at 0
+            left.scatter(values[mask], y, marker=marker, color=colour, s=50, label=status, zorder=3)
+    if log:
+        left.set_xscale("log")
+    left.set_xlabel(param)
+    left.set_ylabel("best validation accuracy")
+    left.set_title(f"Sweep: validation accuracy vs {param}")
+    left.grid(alpha=0.3)
+    left.legend()
+    norm = (colors.LogNorm if log else colors.Normalize)(vmin=values.min(), vmax=values.max()) if values.size \
+        else colors.Normalize()
+    cmap = cm.viridis
+    top = 0.0
+    for row, value in zip(rows, values):
+        loss = np.asarray(curves.get(row["trial"], []), dtype=float)
+        if loss.size:
+            curve = smooth(loss, max(1, loss.size // 50))
+            top = max(top, float(curve[0]))
+            right.plot(np.arange(1, loss.size + 1), curve, color=cmap(norm(value)), linewidth=1.2,
+                       linestyle="--" if row["status"] == "diverged" else "-")
+    right.set_ylim(0, 2.5 * top if top > 0 else None)
+    right.set_xlabel("iteration")
+    right.set_ylabel("mini-batch loss (moving average)")
+    right.set_title("Loss of every trial (dashed: diverged)")
+    right.grid(alpha=0.3)
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=right, label=param)
+    return fig
+
+
+def lr_range_test(lrs, losses, smoothed, suggested_lr, end=None):
+    """LR range test: mini-batch loss against the exponentially growing lr (log x), smoothed, suggestion marked."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    lrs, losses, smoothed = (np.asarray(a, dtype=float) for a in (lrs, losses, smoothed))
+    ax.plot(lrs, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="mini-batch loss")
+    ax.plot(lrs, smoothed, color="tab:blue", linewidth=1.8, label="smoothed (EMA 0.98)")
+    if end is not None and end < lrs.size:
+        ax.axvline(lrs[end], color="tab:red", linestyle=":", label=f"blows up at lr={lrs[end]:.3g}")
+    ax.axvline(suggested_lr, color="tab:green", linestyle="--", label=f"suggested lr={suggested_lr:.3g}")
+    ax.set_xscale("log")
+    finite = smoothed[np.isfinite(smoothed)]
+    if finite.size:
+        ax.set_ylim(0, 1.5 * max(finite[: max(1, min(end or finite.size, finite.size))].max(), 1e-12))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title("LR range test")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
