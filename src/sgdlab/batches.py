@@ -3,19 +3,27 @@
 ``BatchSampler`` yields the row indices of each mini-batch: ``shuffle`` walks a
 new permutation every epoch (every sample once per epoch), ``replacement``
 draws ``batch_size`` indices i.i.d. every iteration (the tutorial's
-``np.random.choice``).  ``BatchLoader`` gathers those rows into preallocated
-buffers, so the loop allocates nothing per iteration.  Indices within a batch
-are sorted before the gather: the gradient is a sum over the batch, so order
-does not matter to it, and sorted reads are far faster from a memory map.
+``np.random.choice``), ``block-shuffle`` permutes contiguous blocks of
+``batch_size`` rows and shuffles within buffers of ``BLOCK_BUFFER`` blocks
+(every sample once per epoch, reads clustered in a few regions: for data whose
+random access is slow).  ``BatchLoader`` gathers those rows into preallocated
+buffers, so the loop allocates nothing per iteration; ``PrefetchLoader`` gathers
+the next batch on a background thread into a second buffer while the current
+one trains.  Indices within a batch are sorted before the gather: the gradient
+is a sum over the batch, so order does not matter to it, and sorted reads are
+far faster from a memory map.
 """
 
 import math
+import queue
+import threading
 
 import numpy as np
 
 from .errors import ConfigError
 
-SAMPLING = ("shuffle", "replacement")
+SAMPLING = ("shuffle", "replacement", "block-shuffle")
+BLOCK_BUFFER = 16  # block-shuffle: blocks whose rows are shuffled together
 
 
 class BatchSampler:
@@ -34,6 +42,8 @@ class BatchSampler:
         self.order = np.arange(self.n)
         self.position = self.n  # start of the next batch in ``order``; n means "shuffle first"
         self._indices = np.empty(self.batch_size, dtype=np.intp)
+        self._rewind = None  # state before a batch drawn ahead (PrefetchLoader) and not yet handed out
+        self.generation = 0  # bumped by load_state_dict: batches drawn ahead before it are stale
 
     def next(self):
         """Sorted indices of the next batch (a reused buffer; the last batch of an epoch may be smaller)."""
@@ -42,7 +52,7 @@ class BatchSampler:
             out[...] = self.rng.integers(0, self.n, size=self.batch_size)
         else:
             if self.position >= self.n:
-                self.rng.shuffle(self.order)
+                self._new_epoch_order()
                 self.position = 0
             stop = min(self.position + self.batch_size, self.n)
             out = self._indices[: stop - self.position]
@@ -51,8 +61,42 @@ class BatchSampler:
         out.sort()
         return out
 
+    def _new_epoch_order(self):
+        if self.mode != "block-shuffle":
+            self.rng.shuffle(self.order)
+            return
+        b = self.batch_size
+        starts = self.rng.permutation(self.iterations_per_epoch) * b
+        lengths = np.minimum(b, self.n - starts)
+        np.add(np.repeat(starts - np.cumsum(lengths) + lengths, lengths), np.arange(self.n), out=self.order)
+        span = b * BLOCK_BUFFER
+        for start in range(0, self.n, span):
+            self.rng.shuffle(self.order[start : start + span])
+
+    def draw_ahead(self):
+        """``next()`` for a batch handed out later: ``state_dict`` keeps describing the state before it."""
+        reshuffles = self.mode != "replacement" and self.position >= self.n
+        self._rewind = (self.position, self.rng.bit_generator.state, self.order.copy() if reshuffles else None)
+        return self.next()
+
+    def rewind(self):
+        """Undo a batch drawn ahead and never handed out: the sampler is back where ``state_dict`` says."""
+        if self._rewind is not None:
+            self.position, self.rng.bit_generator.state, order = self._rewind
+            if order is not None:
+                self.order[...] = order
+            self._rewind = None
+
+    def hand_out(self):
+        """The batch drawn ahead is now the trainer's: ``state_dict`` moves past it."""
+        self._rewind = None
+
     def state_dict(self):
-        """Everything needed to continue the exact same sequence of batches."""
+        """Everything needed to continue the exact same sequence of batches (handed-out batches only)."""
+        if self._rewind is not None:
+            position, rng, order = self._rewind
+            return {"mode": self.mode, "position": position, "order": self.order.copy() if order is None
+                    else order.copy(), "rng": rng}
         return {"mode": self.mode, "position": self.position, "order": self.order.copy(),
                 "rng": self.rng.bit_generator.state}
 
@@ -62,6 +106,8 @@ class BatchSampler:
         self.position = int(state["position"])
         self.order[...] = state["order"]
         self.rng.bit_generator.state = state["rng"]
+        self._rewind = None
+        self.generation += 1
 
 
 class BatchLoader:
@@ -78,3 +124,75 @@ class BatchLoader:
         indices = self.sampler.next()
         k = len(indices)
         return self.dataset.batch(indices, out_x=self._x[:k], out_t=self._t[:k])
+
+    def close(self):
+        """Nothing to release (PrefetchLoader stops its thread here)."""
+
+
+class PrefetchLoader:
+    """BatchLoader whose background thread gathers batch i+1 into a second buffer while batch i trains.
+
+    Indices are drawn on the caller's thread (``draw_ahead``), so the sampler's ``state_dict``
+    stays exact for checkpoints; only the gather runs in the background.  ``close()`` stops the thread.
+    """
+
+    def __init__(self, dataset, sampler, dtype=np.float32):
+        self.dataset, self.sampler = dataset, sampler
+        rows = sampler.batch_size
+        self._x = [np.empty((rows, dataset.n_features), dtype=dtype) for _ in range(2)]
+        self._t = [np.empty((rows, *dataset.t.shape[1:]), dtype=dataset.t.dtype) for _ in range(2)]
+        self._indices = [np.empty(rows, dtype=np.intp) for _ in range(2)]
+        self._todo, self._done = queue.SimpleQueue(), queue.SimpleQueue()
+        self._thread = None
+        self._pending = None  # (slot, k, sampler generation) of the batch being gathered
+        self._slot = 0
+
+    def next(self):
+        """(x, t) of the next mini-batch: views of the buffer the thread filled; the other is being refilled."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="sgdlab-prefetch", daemon=True)
+            self._thread.start()
+        if self._pending is not None and self._pending[2] != self.sampler.generation:
+            self._wait()                                   # drawn before load_state_dict: discard it
+            self._pending = None
+        if self._pending is None:
+            self._submit()
+        slot, k, _ = self._pending
+        self._wait()
+        self.sampler.hand_out()
+        self._submit()
+        return self._x[slot][:k], self._t[slot][:k]
+
+    def _submit(self):
+        slot = self._slot
+        self._slot = 1 - slot
+        indices = self.sampler.draw_ahead()
+        k = len(indices)
+        np.copyto(self._indices[slot][:k], indices)
+        self._pending = (slot, k, self.sampler.generation)
+        self._todo.put((slot, k))
+
+    def _wait(self):
+        error = self._done.get()
+        if error is not None:
+            raise error
+
+    def _work(self):
+        while (job := self._todo.get()) is not None:
+            slot, k = job
+            try:
+                self.dataset.batch(self._indices[slot][:k], out_x=self._x[slot][:k], out_t=self._t[slot][:k])
+                self._done.put(None)
+            except BaseException as e:  # handed to the training thread, raised there
+                self._done.put(e)
+
+    def close(self):
+        """Finish the gather in flight and stop the thread."""
+        if self._thread is not None:
+            if self._pending is not None:
+                self._done.get()
+                self._pending = None
+                self.sampler.rewind()
+            self._todo.put(None)
+            self._thread.join()
+            self._thread = None

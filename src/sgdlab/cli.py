@@ -25,7 +25,8 @@ FIELD_HELP = {
     "batch_size": "mini-batch size (default 100)",
     "epochs": "passes over the training set (default 15)",
     "iterations": "train this many iterations instead of --epochs",
-    "sampling": "shuffle (a permutation per epoch) | replacement (i.i.d. draws, as in the tutorial)",
+    "sampling": "shuffle (a permutation per epoch) | replacement (i.i.d. draws, as in the tutorial) | "
+                "block-shuffle (shuffled contiguous blocks: for on-disk stores whose random reads are slow)",
     "weight_decay": "L2 penalty (weight_decay/2)*sum(W^2), added to loss and gradient",
     "clip_norm": "clip the gradient's global L2 norm to this value",
     "patience": "early stopping: evaluations without improvement before stopping (the --early-stopping N flag)",
@@ -39,6 +40,8 @@ FIELD_HELP = {
     "val_fraction": "fraction of train held out for validation when the dataset has none (default 0.1)",
     "label_column": "CSV datasets: name of the label column",
     "threads": "BLAS threads (default: all cores)",
+    "prefetch": "true|false: gather the next batch on a background thread while this one trains (default false)",
+    "checkpoint_every": "also write runs/NAME/checkpoint.safetensors every N iterations (always at each epoch's end)",
 }
 
 
@@ -74,7 +77,6 @@ def add_config_flags(parser, as_text=False):
 
     ``as_text`` keeps every value a string (a sweep's lists and ranges, parsed by ``sweep.parse_values``).
     """
-
     from .config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
@@ -84,8 +86,9 @@ def add_config_flags(parser, as_text=False):
         hint = hints[f.name]
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         kind = str if as_text else {int: _number_type(int), float: _number_type(float), bool: _bool}.get(base, str)
+        bare = {"nargs": "?", "const": True} if base is bool else {}  # --prefetch alone means true
         parser.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS,
-                            help=FIELD_HELP.get(f.name), metavar=f.name.upper())
+                            help=FIELD_HELP.get(f.name), metavar=f.name.upper(), **bare)
 
 
 def config_from_args(args):
@@ -113,6 +116,19 @@ def default_run_name(config):
 def cmd_train(args):
     from .run import EXIT_CODES, print_summary, train_run
 
+    if args.resume:
+        from .config import TrainConfig
+
+        given = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
+        given += [n for n in ("config", "out") if getattr(args, n)] + (["overwrite"] if args.overwrite else [])
+        if given:
+            raise SgdlabError(f"--resume continues {args.resume} with its saved settings: drop "
+                              f"{', '.join('--' + n.replace('_', '-') for n in given)}")
+        out = args.resume
+        summary = train_run(None, out, quiet=args.quiet, resume=True)
+        print_summary(summary, out)
+        return 143 if summary["status"] == "interrupted" and summary.get("signal") == 15 else \
+            EXIT_CODES[summary["status"]]
     config = config_from_args(args)
     out = args.out or default_run_name(config)
     summary = train_run(config, out, overwrite=args.overwrite, quiet=args.quiet)
@@ -120,6 +136,126 @@ def cmd_train(args):
     if summary["status"] == "interrupted" and summary.get("signal") == 15:
         return 143
     return EXIT_CODES[summary["status"]]
+
+
+def read_inputs(path, n_features):
+    """Features to predict from .npy, .npz (``x``/``X`` or its only array) or .csv (optional header row)."""
+    import zipfile
+
+    import numpy as np
+
+    from .errors import DataError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"input {path!r} does not exist: give a .npy, .npz or .csv file")
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                keys = [k for k in ("x", "X") if k in npz.files] or (npz.files if len(npz.files) == 1 else [])
+                if not keys:
+                    raise DataError(f"input {path!r} holds arrays {sorted(npz.files)}: name the features x")
+                x = npz[keys[0]]
+        elif suffix == ".csv":
+            with open(path, encoding="utf-8") as f:
+                lines = [line for line in f.read().splitlines() if line.strip()]
+            if lines and not _numeric_row(lines[0]):
+                lines = lines[1:]
+            x = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
+        else:
+            raise DataError(f"input {path!r} has suffix {suffix!r}: use .npy, .npz or .csv")
+    except (OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise DataError(f"input {path!r} is not a readable {suffix} file ({exc})") from None
+    except ValueError as exc:
+        if isinstance(exc, SgdlabError):
+            raise
+        raise DataError(f"input {path!r} is not a readable {suffix} file of numbers ({exc})") from None
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"input {path!r} holds {x.dtype} values: give numbers")
+    if x.ndim == 1 and x.size == n_features:
+        x = x[None, :]
+    x = x.reshape(len(x), -1) if x.ndim > 2 else x
+    if x.ndim != 2 or x.shape[1] != n_features or len(x) == 0:
+        raise DataError(f"input {path!r} has shape {x.shape}: the model takes rows of {n_features} features")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"input {path!r} contains NaN or inf")
+    return x
+
+
+def _numeric_row(line):
+    try:
+        [float(v) for v in line.split(",")]
+        return True
+    except ValueError:
+        return False
+
+
+def cmd_predict(args):
+    """Predictions of a saved model: class labels (or --proba probabilities), or regression outputs."""
+    import numpy as np
+
+    from .checkpoint import load_model, write_text_atomic
+
+    model = load_model(args.model)
+    x = read_inputs(args.input, model.n_in).astype(model.params.dtype)
+    y = model.predict_proba(x) if args.proba else model.predict(x)
+    y = np.asarray(y)
+    if args.out and args.out.endswith(".npy"):
+        from .checkpoint import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, y, allow_pickle=False)
+    else:
+        rows = y.reshape(len(y), -1)
+        text = "\n".join(",".join(str(v) if y.dtype.kind in "iu" else f"{v:.6g}" for v in row) for row in rows)
+        if args.out:
+            write_text_atomic(args.out, text + "\n")
+        else:
+            print(text)
+    if args.out:
+        print(f"{len(y)} predictions written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args):
+    """Loss and accuracy of a saved model on each split of a dataset."""
+    from .checkpoint import load_model
+    from .data import load_dataset
+    from .training import check_data_fits
+
+    model = load_model(args.model)
+    splits = load_dataset(args.dataset, seed=args.seed, val_fraction=args.val_fraction,
+                          label_column=args.label_column)
+    for role in ("train", "val", "test"):
+        ds = getattr(splits, role, None)
+        if ds is None or len(ds) == 0:
+            continue
+        check_data_fits(model, ds, role)
+        loss, acc = model.evaluate(ds)
+        print(f"{role:<5} {len(ds):>7} samples  loss {loss:.6f}" + ("" if acc is None else f"  accuracy {acc:.4f}"))
+    return 0
+
+
+def add_model_parsers(sub):
+    predict = sub.add_parser("predict", help="predictions of a saved model for new inputs",
+                             description="Load MODEL (a model.safetensors; never runs code from it) and print one "
+                                         "prediction per row of INPUT (.npy, .npz with x, or .csv of features).")
+    predict.add_argument("input", metavar="INPUT")
+    predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    predict.add_argument("--out", help="write to FILE (.npy, else comma-separated text) instead of printing")
+    evaluate = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a dataset",
+                              description="Load MODEL and print loss and accuracy on each split of DATASET.")
+    evaluate.add_argument("--dataset", required=True, help=FIELD_HELP["dataset"])
+    evaluate.add_argument("--seed", type=_number_type(int), default=0, help="seed of the train/val split (default 0)")
+    evaluate.add_argument("--val-fraction", type=_number_type(float), default=0.1, help=FIELD_HELP["val_fraction"])
+    evaluate.add_argument("--label-column", help=FIELD_HELP["label_column"])
+    for p, handler in ((predict, cmd_predict), (evaluate, cmd_evaluate)):
+        p.add_argument("--model", required=True, help="a model.safetensors written by sgdlab")
+        p.set_defaults(handler=handler)
 
 
 def cmd_gradcheck(args):
@@ -222,6 +358,86 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_data(args):
+    """``sgdlab data convert | info | synth``: write and describe on-disk stores."""
+    from . import data
+
+    progress = False if getattr(args, "quiet", False) else None
+    if args.data_command == "convert":
+        meta = data.convert(args.src, args.dst, label_column=args.label_column, val_samples=args.val_samples,
+                            overwrite=args.overwrite, progress=progress)
+    elif args.data_command == "synth":
+        meta = data.synth_mnist_shifted(args.dst, args.samples, seed=args.seed, val_samples=args.val_samples,
+                                        test_samples=args.test_samples, overwrite=args.overwrite, progress=progress)
+    else:
+        meta = data.verify_store(args.dst, progress=progress) if args.verify else data.read_meta(args.dst)
+        data.open_store(args.dst)                                  # sizes, headers, sampled checksum
+    print(_store_summary(args.dst, meta, verified=getattr(args, "verify", False)))
+    return 0
+
+
+def _store_summary(path, meta, verified):
+    x, t = meta["x"], meta["t"]
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in ("x.npy", "t.npy"))
+    splits = ", ".join(f"{k} {b - a} [{a}, {b})" for k, (a, b) in meta["splits"].items())
+    labels = f"{meta['n_classes']} classes" if meta.get("n_classes") else f"targets {t['shape'][1:]}"
+    check = "full SHA-256 verified" if verified else "sampled checksum ok (--verify reads every byte)"
+    return (f"{path}: {meta['n']} samples, x {tuple(x['shape'][1:])} {x['dtype']}, t {t['dtype']} ({labels}), "
+            f"{size / 1e9:.3f} GB\nsplits: {splits}\nscale: {meta.get('scale')}\nchecksum: {check}")
+
+
+def cmd_board(args):
+    from .board import serve
+
+    return serve(args.runs_dir, host=args.host, port=args.port, verbose=args.verbose)
+
+
+def add_board_parser(sub):
+    board = sub.add_parser("board", help="a local web page: browse run folders, train a network live",
+                           description="Serve a page on 127.0.0.1 with two tabs: Runs (every run folder and "
+                                       "sweep under RUNS_DIR, live curves) and Playground (train a small network "
+                                       "on 2-D data, step by step).  Needs the extra: pip install 'sgdlab[board]'.")
+    board.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR",
+                       help="folder of run folders (default ./runs)")
+    board.add_argument("--port", type=_number_type(int), default=8765, help="port (default 8765; 0 picks a free one)")
+    board.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    board.add_argument("--verbose", action="store_true", help="log every request")
+    board.set_defaults(handler=cmd_board)
+
+
+def add_data_parser(sub):
+    data = sub.add_parser("data", help="on-disk dataset stores: convert, info, synth",
+                          description="A store is a folder of x.npy, t.npy (memory-mapped) and meta.json; "
+                                      "train on it with `sgdlab train --dataset FOLDER`.")
+    cmds = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
+    convert = cmds.add_parser("convert", help="write a store from IDX files, .npz, .npy pairs or CSV",
+                              description="Convert SRC (a folder of IDX files, gzip or not; a .npz; a folder "
+                                          "with x.npy and t.npy; a CSV) into the store DST, in chunks.")
+    convert.add_argument("src", metavar="SRC")
+    convert.add_argument("dst", metavar="DST")
+    convert.add_argument("--label-column", help="CSV: name of the label column")
+    convert.add_argument("--val-samples", type=_number_type(int), default=0,
+                         help="the last N training samples become the validation split (default 0: none)")
+    synth = cmds.add_parser("synth", help="write a large MNIST-like store (random shifts and small rotations)",
+                            description="mnist-shifted: random MNIST digits shifted by up to 2 pixels and "
+                                        "rotated by up to 10 degrees, written in chunks.")
+    synth.add_argument("name", choices=("mnist-shifted",), metavar="NAME", help="mnist-shifted")
+    synth.add_argument("dst", metavar="DST")
+    synth.add_argument("--samples", type=_number_type(int), required=True, help="training samples to write")
+    synth.add_argument("--val-samples", type=_number_type(int), default=10000, help="validation samples (10000)")
+    synth.add_argument("--test-samples", type=_number_type(int), default=10000, help="test samples (10000)")
+    synth.add_argument("--seed", type=_number_type(int), default=0, help="seed (default 0)")
+    for p in (convert, synth):
+        p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    info = cmds.add_parser("info", help="describe a store and check it",
+                           description="Print a store's shapes, splits and size; checks headers, sizes and "
+                                       "the sampled checksum, or with --verify the full SHA-256.")
+    info.add_argument("dst", metavar="STORE")
+    info.add_argument("--verify", action="store_true", help="re-read every byte against the full SHA-256")
+    data.set_defaults(handler=cmd_data)
+
+
 def build_parser():
     parser = Parser(prog="sgdlab", description="Mini-batch SGD you can watch: draw a batch, compute the "
                                                   "gradient, update the parameters, repeat.")
@@ -236,6 +452,7 @@ def build_parser():
     train.add_argument("--out", help="run folder (default runs/DATASET-LAYERS-OPTIMIZER)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.add_argument("--resume", metavar="RUN", help="continue RUN (a run folder) from its checkpoint.safetensors")
     train.set_defaults(handler=cmd_train)
 
     check = sub.add_parser("gradcheck", help="compare backprop with numerical gradients, layer by layer",
@@ -257,6 +474,9 @@ def build_parser():
     demo.add_argument("--show", action="store_true", help="also open the pictures where a display exists")
     demo.add_argument("--quick", action="store_true", help="shorter runs (for tests and slow machines)")
     demo.set_defaults(handler=cmd_demo)
+    add_data_parser(sub)
+    add_board_parser(sub)
+    add_model_parsers(sub)
     add_sweep_parser(sub)
     return parser
 

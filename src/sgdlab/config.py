@@ -13,7 +13,7 @@ CHOICES = {
     "loss": ("softmax_cross_entropy", "mse", "sigmoid_cross_entropy"),
     "optimizer": ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"),
     "schedule": ("constant", "step", "exponential", "cosine", "plateau"),
-    "sampling": ("shuffle", "replacement"),
+    "sampling": ("shuffle", "replacement", "block-shuffle"),
     "gradient": ("backprop", "numerical"),
     "dtype": ("float32", "float64"),
     "monitor": ("val_loss", "val_acc", "train_loss", "train_acc"),
@@ -49,6 +49,8 @@ class TrainConfig:
     val_fraction: float = 0.1  # held out from train when the dataset has no validation split
     label_column: str | None = None  # CSV datasets: the label column's name
     threads: int | None = None  # BLAS threads; default all cores
+    prefetch: bool = False  # gather the next batch on a background thread while this one trains
+    checkpoint_every: int | None = None  # also checkpoint every N iterations (always at every epoch's end)
 
     def __post_init__(self):
         self.validate()
@@ -72,8 +74,11 @@ class TrainConfig:
         _check_int("seed", self.seed, low=0)
         _check_number("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
         _check_int("threads", self.threads, low=1, optional=True)
+        _check_int("checkpoint_every", self.checkpoint_every, low=1, optional=True)
         if not isinstance(self.restore_best, bool):
             raise ConfigError(f"restore_best={self.restore_best!r} is not allowed: use true or false")
+        if not isinstance(self.prefetch, bool):
+            raise ConfigError(f"prefetch={self.prefetch!r} is not allowed: use true or false")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset={self.dataset!r} is not allowed: give a dataset name or a path")
         return self

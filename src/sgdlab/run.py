@@ -6,15 +6,16 @@ This is what ``sgdlab train`` and every sweep trial call.
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
 import threading
 from contextlib import contextmanager
 
-from .checkpoint import save_model, write_json_atomic
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_model, write_json_atomic
 from .config import TrainConfig
-from .errors import ConfigError, RunExistsError
+from .errors import CheckpointError, ConfigError, RunExistsError
 
 SUMMARY_KEYS = ("status", "best_epoch", "stopped_reason", "epochs_run", "train_accuracy", "val_accuracy",
                 "test_accuracy", "seconds")
@@ -90,17 +91,44 @@ def stop_on_signals(trainer):
             signal.signal(s, h)
 
 
-def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=None):
-    """Train as ``config`` says and write the run folder ``out``; returns summary.json's dict."""
+def read_resume_checkpoint(out):
+    """(state, metadata, config) of ``out``'s checkpoint.safetensors, or a one-line error."""
+    path = os.path.join(out, CHECKPOINT_NAME)
+    if not os.path.isdir(out):
+        raise CheckpointError(f"cannot resume {out!r}: no such run folder")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"cannot resume {out!r}: it holds no {CHECKPOINT_NAME}")
+    state, metadata = load_checkpoint(path)
+    try:
+        config = TrainConfig.from_dict(json.loads(metadata["config"]))
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path!r} has no usable config ({exc})") from None
+    return state, metadata, config
+
+
+def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=None, resume=False):
+    """Train as ``config`` says and write the run folder ``out``; returns summary.json's dict.
+
+    ``resume=True`` continues ``out`` from its checkpoint.safetensors with the config saved there
+    (``config`` may be None; when given it must equal the saved one).
+    """
     from threadpoolctl import threadpool_limits
 
     from .training import EarlyStopping, EpochLogger, Trainer
 
+    out = os.fspath(out)
+    checkpoint_path = os.path.join(out, CHECKPOINT_NAME)
+    if resume:
+        state, metadata, saved = read_resume_checkpoint(out)
+        if config is not None and config.to_dict() != saved.to_dict():
+            changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
+            raise ConfigError(f"cannot resume {out!r} with changed settings ({', '.join(changed)}): a resumed run "
+                              f"keeps the settings it started with")
+        config = saved
     if not isinstance(config, TrainConfig):
         raise ConfigError("train_run needs a TrainConfig")
     config.validate()
-    out = os.fspath(out)
-    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+    if not resume and os.path.isdir(out) and os.listdir(out) and not overwrite:
         prepare_run_dir(out, overwrite=False)  # raises before any data is loaded
     train, val, test = load_splits(config, cache_dir=cache_dir)
     task = "classification" if train.is_classification else "regression"
@@ -117,14 +145,27 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
                       epochs=None if config.iterations else config.epochs, iterations=config.iterations,
                       validation=val, callbacks=callbacks, gradient=config.gradient, sampling=config.sampling,
                       seed=config.seed, eval_every=config.eval_every, schedule=build_schedule(config),
-                      clip_norm=config.clip_norm, progress=False if quiet else None)
-    out = prepare_run_dir(out, overwrite=overwrite)
-    write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
+                      clip_norm=config.clip_norm, progress=False if quiet else None, prefetch=config.prefetch,
+                      checkpoint=lambda t: save_checkpoint(checkpoint_path, t.state_dict(), metadata={
+                          "config": config.to_dict(), "architecture": model.describe()}),
+                      checkpoint_every=config.checkpoint_every)
+    if resume:
+        if json.loads(metadata.get("architecture", "null")) != model.describe():
+            raise CheckpointError(f"{checkpoint_path!r} is for another architecture than the model its config "
+                                  f"builds on this data (was the dataset changed?)")
+        trainer.load_state_dict(state)
+    else:
+        out = prepare_run_dir(out, overwrite=overwrite)
+        write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
     with threadpool_limits(limits=config.threads), stop_on_signals(trainer) as received:
         history = trainer.run()
     summary = finish_run(out, config, model, history, trainer, train, val, test)
     if received:
         summary["signal"] = received[0]
+    if history.status == "interrupted":
+        summary["checkpoint"] = checkpoint_path
+        summary["resume_command"] = f"sgdlab train --resume {shlex.quote(out)}"
+    if received or history.status == "interrupted":
         write_json_atomic(os.path.join(out, "summary.json"), summary)
     return summary
 
@@ -174,3 +215,5 @@ def print_summary(summary, out, stream=None):
           file=stream)
     print(f"run folder: {out} (config.json, metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png)",
           file=stream)
+    if summary.get("checkpoint"):
+        print(f"checkpoint: {summary['checkpoint']}\nresume with: {summary['resume_command']}", file=stream)

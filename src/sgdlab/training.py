@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from .batches import BatchLoader, BatchSampler
-from .errors import ConfigError, DataError
+from .batches import BatchLoader, BatchSampler, PrefetchLoader
+from .errors import CheckpointError, ConfigError, DataError
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 GRADIENTS = ("backprop", "numerical")
@@ -174,7 +174,8 @@ class Trainer:
 
     def __init__(self, model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None,
                  callbacks=(), gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None,
-                 clip_norm=None, progress=None, divergence_factor=100.0):
+                 clip_norm=None, progress=None, divergence_factor=100.0, prefetch=False, checkpoint=None,
+                 checkpoint_every=None):
         if gradient not in GRADIENTS:
             raise ConfigError(f"gradient={gradient!r} is unknown: use {' or '.join(GRADIENTS)}")
         if epochs is None and iterations is None:
@@ -189,7 +190,7 @@ class Trainer:
         self.gradient, self.schedule, self.clip_norm = gradient, schedule, clip_norm
         self.progress, self.divergence_factor = progress, divergence_factor
         self.sampler = BatchSampler(len(train), batch_size, mode=sampling, seed=seed)
-        self.loader = BatchLoader(train, self.sampler, dtype=model.params.dtype)
+        self.loader = (PrefetchLoader if prefetch else BatchLoader)(train, self.sampler, dtype=model.params.dtype)
         self.iterations_per_epoch = self.sampler.iterations_per_epoch
         if iterations is not None:
             if not (isinstance(iterations, int) and iterations >= 1):
@@ -202,6 +203,9 @@ class Trainer:
         if eval_every is not None and not (isinstance(eval_every, int) and eval_every >= 1):
             raise ConfigError(f"eval_every={eval_every!r} is not allowed: use a whole number >= 1")
         self.eval_every = eval_every or self.iterations_per_epoch
+        if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+            raise ConfigError(f"checkpoint_every={checkpoint_every!r} is not allowed: use a whole number >= 1")
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every  # checkpoint(trainer) writes one
         self.history = History()
         self.iteration = 0
         self.seconds = 0.0
@@ -220,6 +224,66 @@ class Trainer:
     def epoch(self):
         """Completed epochs, fractional between boundaries."""
         return self.iteration / self.iterations_per_epoch
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def state_dict(self):
+        """Everything the loop needs to continue bit for bit: NumPy arrays and JSON-able values."""
+        model = self.model
+        history = self.history.state_dict()
+        history["iteration_loss"] = np.array(history["iteration_loss"], dtype=np.float64)
+        counts, callbacks = {}, {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            counts[name] = counts.get(name, -1) + 1
+            callbacks[f"{name}.{counts[name]}"] = cb.state_dict()
+        return {
+            "iteration": self.iteration, "seconds": self.seconds, "initial_loss": self.initial_loss,
+            "stop": None if self._stop is None or self._stop[0] == "interrupted" else list(self._stop),
+            "params": model.params.copy(), "last_good_params": self.last_good_params.copy(),
+            "buffers": {k: v.copy() for k, v in model.state_buffers().items()},
+            "layer_rngs": {str(k): layer.rng.bit_generator.state for k, layer in enumerate(model.layers)
+                           if isinstance(getattr(layer, "rng", None), np.random.Generator)},
+            "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
+            "history": history, "callbacks": callbacks,
+        }
+
+    def load_state_dict(self, state):
+        """Continue from ``state_dict()``: refuses state whose sizes do not fit this model and data."""
+        model = self.model
+        try:
+            params, sampler = np.asarray(state["params"]), state["sampler"]
+            if params.shape != model.params.shape:
+                raise CheckpointError(f"the checkpoint holds {params.size} parameters but this model has "
+                                      f"{model.params.size}: it is for another architecture")
+            if len(sampler["order"]) != self.sampler.n or sampler["mode"] != self.sampler.mode:
+                raise CheckpointError(f"the checkpoint's sampler is {sampler['mode']} over {len(sampler['order'])} "
+                                      f"samples but this run's is {self.sampler.mode} over {self.sampler.n}")
+            model.params[...] = params
+            self.last_good_params[...] = state["last_good_params"]
+            model.load_state_buffers(state["buffers"])
+            for k, rng_state in state["layer_rngs"].items():
+                model.layers[int(k)].rng.bit_generator.state = rng_state
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(sampler)
+            if self.schedule is not None:
+                self.schedule.load_state_dict(state["schedule"])
+            history = dict(state["history"])
+            history["iteration_loss"] = np.asarray(history["iteration_loss"]).tolist()
+            self.history.load_state_dict(history)
+            counts = {}
+            for cb in self.callbacks:
+                name = type(cb).__name__
+                counts[name] = counts.get(name, -1) + 1
+                saved = state["callbacks"].get(f"{name}.{counts[name]}")
+                if saved:
+                    cb.load_state_dict(saved)
+            self.iteration, self.seconds = int(state["iteration"]), float(state["seconds"])
+            self.initial_loss = state["initial_loss"]
+            self._stop = None if state["stop"] is None else tuple(state["stop"])
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"the checkpoint's training state is incomplete or malformed ({exc!r})") from None
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -252,14 +316,21 @@ class Trainer:
                 if self.iteration % self.eval_every == 0 or self.iteration == self.total_iterations:
                     self.seconds = time.perf_counter() - start
                     self._evaluate()
+                if self.checkpoint is not None and (self.iteration % self.iterations_per_epoch == 0 or (
+                        self.checkpoint_every and self.iteration % self.checkpoint_every == 0)):
+                    self.seconds = time.perf_counter() - start
+                    self.checkpoint(self)
             if self._stop is None:
                 self._stop = ("completed", f"trained {self.iteration} iterations ({self._epoch_label()} epochs)")
         except KeyboardInterrupt:
             self.stop("interrupted", f"interrupted at iteration {self.iteration}")
         finally:
+            self.loader.close()
             if bar is not None:
                 bar.close()
         self.seconds = time.perf_counter() - start
+        if self.checkpoint is not None:
+            self.checkpoint(self)  # before on_train_end: restore_best must not leak into the resumable state
         self.history.status, self.history.stopped_reason = self._stop
         for cb in self.callbacks:
             cb.on_train_end(self)
@@ -343,13 +414,15 @@ def check_data_fits(model, dataset, role):
 
 def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None, callbacks=(),
         gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None, clip_norm=None,
-        progress=None):
+        progress=None, prefetch=False):
     """Train ``model`` on ``train`` by mini-batch gradient descent; returns the History.
 
     ``gradient`` is "backprop" or "numerical" (the tutorial's central differences).
     ``progress``: None shows a bar only on a terminal, False never, True always.
+    ``prefetch``: gather the next batch on a background thread while the current one trains.
     """
     trainer = Trainer(model, train, optimizer, batch_size=batch_size, epochs=epochs, iterations=iterations,
                       validation=validation, callbacks=callbacks, gradient=gradient, sampling=sampling, seed=seed,
-                      eval_every=eval_every, schedule=schedule, clip_norm=clip_norm, progress=progress)
+                      eval_every=eval_every, schedule=schedule, clip_norm=clip_norm, progress=progress,
+                      prefetch=prefetch)
     return trainer.run()
