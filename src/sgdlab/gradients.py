@@ -349,7 +349,8 @@ class _LastHop:
                 d[np.arange(d.shape[0]), t] -= 1
             else:
                 d -= t.reshape(d.shape)
-            self.stats = np.stack([(d @ W.T).ravel(), np.broadcast_to((W * W).sum(axis=1), d.shape).ravel()])
+            dw = d @ W.T
+            self.stats = np.stack([dw.ravel(), np.broadcast_to((W * W).sum(axis=1), dw.shape).ravel()])
             self.w_max = None
         else:
             p = SoftmaxCrossEntropy.probabilities(output)
