@@ -141,6 +141,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
                                        min_delta=config.min_delta, restore_best=config.restore_best))
     if not quiet:
         callbacks.append(EpochLogger(stream))
+    callbacks.append(LiveMetrics(os.path.join(out, "metrics.csv")))
     trainer = Trainer(model, train, optimizer, batch_size=config.batch_size,
                       epochs=None if config.iterations else config.epochs, iterations=config.iterations,
                       validation=val, callbacks=callbacks, gradient=config.gradient, sampling=config.sampling,
@@ -168,6 +169,31 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     if received or history.status == "interrupted":
         write_json_atomic(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+class LiveMetrics:
+    """A callback that rewrites metrics.csv atomically at every evaluation, so readers (sgdlab board) follow the run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_evaluation(self, trainer, row):
+        from .checkpoint import atomic_path
+
+        with atomic_path(self.path) as tmp:
+            trainer.history.to_csv(tmp)
+
+    def on_train_end(self, trainer):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
 
 
 def finish_run(out, config, model, history, trainer, train, val, test):
