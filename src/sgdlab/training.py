@@ -103,8 +103,11 @@ class Callback:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` evaluations.
 
-    ``restore_best`` puts the best evaluation's parameters back at the end,
-    bit for bit, however training ended (patience, epochs done, divergence).
+    ``mode`` "min" (losses), "max" (accuracies) or "auto" (from the name).  Evaluations before
+    epoch ``start_from_epoch`` are ignored (neither best nor counted).  ``restore_best`` puts the
+    best evaluation's parameters and state (BatchNorm averages) back at the end, bit for bit,
+    however training ended (patience, epochs done, divergence); History's best epoch is then the
+    restored one and its ``stopped_reason`` says so.
     """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best=True,
@@ -115,11 +118,18 @@ class EarlyStopping(Callback):
             mode = "min" if monitor.endswith("loss") else "max"
         if mode not in ("min", "max"):
             raise ConfigError(f"mode={mode!r} is unknown: use 'min', 'max' or 'auto'")
-        if not (isinstance(patience, int) and patience >= 1):
+        if isinstance(patience, bool) or not (isinstance(patience, int) and patience >= 1):
             raise ConfigError(f"patience={patience!r} is not allowed: use a whole number >= 1")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+            raise ConfigError(f"min_delta={min_delta!r} is not allowed: use a number >= 0")
+        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, (int, float)) \
+                or not start_from_epoch >= 0:
+            raise ConfigError(f"start_from_epoch={start_from_epoch!r} is not allowed: use a number >= 0")
+        if not isinstance(restore_best, bool):
+            raise ConfigError(f"restore_best={restore_best!r} is not allowed: use True or False")
         self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
         self.restore_best, self.start_from_epoch = restore_best, start_from_epoch
-        self.best_value, self.best_params, self.wait = None, None, 0
+        self.best_value, self.best_index, self.best_params, self.best_buffers, self.wait = None, None, None, None, 0
 
     def on_train_begin(self, trainer):
         trainer.history.monitor, trainer.history.mode = self.monitor, self.mode
@@ -131,9 +141,10 @@ class EarlyStopping(Callback):
             return
         value = row.get(self.monitor)
         if trainer.history.is_better(value, self.best_value, self.min_delta):
-            self.best_value, self.wait = value, 0
+            self.best_value, self.best_index, self.wait = value, len(trainer.history.rows) - 1, 0
             if self.restore_best:
                 self.best_params = trainer.model.params.copy()
+                self.best_buffers = {k: v.copy() for k, v in trainer.model.state_buffers().items()}
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -141,16 +152,60 @@ class EarlyStopping(Callback):
                              f"for {self.patience} evaluations (best {self.best_value:.6g})")
 
     def on_train_end(self, trainer):
+        history = trainer.history
+        if self.best_index is None:
+            return
+        history.best_index = self.best_index
         if self.restore_best and self.best_params is not None:
             trainer.model.params[...] = self.best_params
+            trainer.model.load_state_buffers(self.best_buffers)
+            history.stopped_reason += f"; restored epoch {history.best_epoch} ({self.monitor} {self.best_value:.6g})"
 
     def state_dict(self):
-        return {"best_value": self.best_value, "wait": self.wait,
-                "best_params": None if self.best_params is None else self.best_params.copy()}
+        return {"best_value": self.best_value, "best_index": self.best_index, "wait": self.wait,
+                "best_params": None if self.best_params is None else self.best_params.copy(),
+                "best_buffers": None if self.best_buffers is None else dict(self.best_buffers)}
 
     def load_state_dict(self, state):
         self.best_value, self.wait = state["best_value"], state["wait"]
+        self.best_index = state.get("best_index")
         self.best_params = None if state["best_params"] is None else np.array(state["best_params"])
+        buffers = state.get("best_buffers")
+        self.best_buffers = None if buffers is None else {k: np.array(v) for k, v in buffers.items()}
+
+
+def overfitting_onset(history, metric="loss", min_delta=0.0, window=5):
+    """The epoch where overfitting begins: from it on, validation no longer improves while training still does.
+
+    ``metric`` "loss" (default: accuracies saturate at 100% on small sets while the losses keep
+    diverging) or "acc".  Both curves are smoothed by a centred ``window``-evaluation mean.  Onset =
+    the first evaluation e with val(e') not better than val(e) by more than ``min_delta`` for all
+    e' > e, and train(e') better than train(e) by more than ``min_delta`` for some e' > e (the gap
+    widens).  None when there is no such evaluation or no validation curve.
+    """
+    if metric not in ("loss", "acc"):
+        raise ConfigError(f"metric={metric!r} is unknown: use 'loss' or 'acc'")
+    rows = history.rows
+    sign = -1.0 if metric == "loss" else 1.0  # larger is better below
+    train = sign * _centred_mean(history.column(f"train_{metric}"), window)
+    val = sign * _centred_mean(history.column(f"val_{metric}"), window)
+    if len(rows) < 2 or not np.all(np.isfinite(val)) or not np.all(np.isfinite(train)):
+        return None
+    best_val_after = np.maximum.accumulate(val[::-1])[::-1]
+    best_train_after = np.maximum.accumulate(train[::-1])[::-1]
+    for e in range(len(rows) - 1):
+        if best_val_after[e + 1] <= val[e] + min_delta and best_train_after[e + 1] > train[e] + min_delta:
+            return rows[e]["epoch"]
+    return None
+
+
+def _centred_mean(values, window):
+    """Mean of the ``window`` values centred on each position (fewer at the ends)."""
+    half = window // 2
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    positions = np.arange(values.size)
+    starts, ends = np.maximum(positions - half, 0), np.minimum(positions + half + 1, values.size)
+    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
 
 
 class EpochLogger(Callback):
