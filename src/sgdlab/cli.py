@@ -435,6 +435,7 @@ def add_data_parser(sub):
                                        "the sampled checksum, or with --verify the full SHA-256.")
     info.add_argument("dst", metavar="STORE")
     info.add_argument("--verify", action="store_true", help="re-read every byte against the full SHA-256")
+    info.add_argument("--quiet", action="store_true", help="no progress bar")
     data.set_defaults(handler=cmd_data)
 
 

@@ -2,7 +2,7 @@
 
 ``datasets`` holds Dataset, Splits and the synthetic sets; ``files`` reads .npz /
 .npy / CSV; ``mnist`` the IDX format, the restricted unpickler and the MNIST
-cache; ``store`` the on-disk stores (memory maps) and ``convert`` writes them.
+cache; ``store`` the on-disk stores (memory maps) and ``converters`` writes them.
 Nothing here can run code from a file.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sgdlab.errors import DataError
 
-from .convert import SYNTH_NAMES, convert, synth_mnist_shifted
+from .converters import SYNTH_NAMES, convert, synth_mnist_shifted
 from .datasets import (_SYNTHETIC, DATASET_NAMES, Dataset, Splits, _split, load_digits, make_blobs, make_circles,
                        make_spirals, make_xor, train_val_split)
 from .files import load_arrays

@@ -26,6 +26,7 @@ from .mnist import _IDX_DTYPES
 from .store import StoreWriter, _bar, _chunk_rows
 
 SYNTH_NAMES = ("mnist-shifted",)
+_CSV_CHUNK_VALUES = 1 << 21          # CSV fields parsed at a time (16 MB as float64)
 
 
 def convert(src, dst, label_column=None, val_samples=0, overwrite=False, progress=None) -> dict:
@@ -228,7 +229,7 @@ def _csv_source(path: Path, label_column):
         what = "no label_column was given" if label_column is None else f"label_column={label_column!r} is missing"
         raise DataError(f"{path}: {what}: name one of the columns {header}")
     k, width = header.index(label_column), len(header)
-    step = max(1, (1 << 21) // width)
+    step = max(1, _CSV_CHUNK_VALUES // width)
     first = _csv_rows(f, step, width, path, 2)
     integral = bool(np.all(first[:, k] == np.round(first[:, k])))
 

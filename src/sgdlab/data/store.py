@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import struct
+import types
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +150,13 @@ def _chunk_rows(row_bytes) -> int:
     return max(1, _CHUNK_BYTES // max(1, row_bytes))
 
 
+_NO_BAR = types.SimpleNamespace(update=lambda n: None, close=lambda: None)
+
+
 def _bar(total, desc, progress, unit="sample"):
+    """A tqdm bar (progress None: on a terminal only); progress=False makes none (tqdm starts a thread)."""
+    if progress is False:
+        return _NO_BAR
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
