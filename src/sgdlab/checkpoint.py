@@ -1,4 +1,5 @@
-"""Saving and loading models safely: safetensors weights + JSON metadata, written atomically.
+"""Saving and loading models and training checkpoints safely: safetensors weights + JSON metadata,
+written atomically.
 
 Nothing here can execute code from a file: tensors are raw little-endian
 numbers, metadata is JSON text.  A file is written to a temporary name in the
@@ -6,6 +7,7 @@ same folder and renamed over the target, so a crash leaves either the old file
 or the new one, never half of one.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -16,11 +18,16 @@ import numpy as np
 from .errors import CheckpointError
 
 MODEL_FORMAT = "sgdlab.model/1"
+CHECKPOINT_FORMAT = "sgdlab.checkpoint/1"
+CHECKPOINT_NAME = "checkpoint.safetensors"
 
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure delete it."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure delete it.
+
+    An OSError while writing (disk full, file-size limit) is re-raised naming ``path`` itself.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
@@ -30,10 +37,19 @@ def atomic_path(path):
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            raise OSError(exc.errno, f"{exc.strerror or exc}; nothing was replaced", path) from None
         raise
+
+
+def remove_stale_temporaries(folder):
+    """Delete temporary files that a killed writer left in ``folder`` (``.NAME.XXXX.tmp``)."""
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".tmp"):
+            os.unlink(os.path.join(folder, name))
 
 
 def write_text_atomic(path, text):
@@ -72,15 +88,26 @@ def model_tensors(model):
 
 def save_model(path, model, metadata=None):
     """Write ``model`` to ``path`` (.safetensors): tensors per layer + architecture in the metadata."""
-    from safetensors.numpy import save_file
-
     meta = {"format": MODEL_FORMAT, "architecture": json.dumps(model.describe())}
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
     if not np.all(np.isfinite(model.params)):
         raise CheckpointError("refusing to save a model whose parameters contain NaN or inf")
-    with atomic_path(path) as tmp:
-        save_file(model_tensors(model), tmp, metadata=meta)
+    _write_safetensors(path, model_tensors(model), meta)
+
+
+def _write_safetensors(path, tensors, metadata):
+    """Atomic safetensors write; a failure (disk full, file-size limit) -> CheckpointError, old file kept."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import save_file
+
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+    except SafetensorError as exc:
+        reason = str(exc).rsplit(": ", 1)[-1] if "I/O error" in str(exc) else str(exc)
+        raise CheckpointError(f"could not write {os.fspath(path)!r} ({reason}); the disk may be full, "
+                              f"nothing was replaced") from None
 
 
 def read_safetensors(path):
@@ -132,3 +159,81 @@ def load_model(path):
     model.load_state_buffers(tensors)
     model.metadata = metadata
     return model
+
+
+# --------------------------------------------------------------------------- training checkpoints
+
+
+def _split_arrays(obj, name, tensors):
+    """``obj`` with every NumPy array moved into ``tensors`` under its path, leaving {"__tensor__": path}."""
+    if isinstance(obj, np.ndarray):
+        tensors[name] = np.ascontiguousarray(obj)
+        return {"__tensor__": name}
+    if isinstance(obj, dict):
+        return {str(k): _split_arrays(v, f"{name}.{k}" if name else str(k), tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_split_arrays(v, f"{name}.{i}", tensors) for i, v in enumerate(obj)]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _join_arrays(obj, tensors):
+    """Inverse of ``_split_arrays``: put the tensors back where the placeholders are."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            if obj["__tensor__"] not in tensors:
+                raise CheckpointError(f"checkpoint state refers to tensor {obj['__tensor__']!r}, which is missing")
+            return tensors[obj["__tensor__"]]
+        return {k: _join_arrays(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_arrays(v, tensors) for v in obj]
+    return obj
+
+
+def content_digest(tensors, metadata):
+    """SHA-256 over every tensor (name, dtype, shape, bytes) and every metadata entry but ``sha256``."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    for key in sorted(k for k in metadata if k != "sha256"):
+        h.update(f"{key}={metadata[key]}|".encode())
+    return h.hexdigest()
+
+
+def save_checkpoint(path, state, metadata=None):
+    """Write a training state (``Trainer.state_dict()``) to ``path``: arrays as tensors, the rest as JSON.
+
+    Written to a temporary file and renamed, so the previous checkpoint stays until this one is complete.
+    """
+    from . import __version__
+
+    tensors = {}
+    skeleton = _split_arrays(state, "", tensors)
+    meta = {"format": CHECKPOINT_FORMAT, "sgdlab_version": __version__,
+            "state": json.dumps(skeleton, default=_json_default)}
+    for key, value in (metadata or {}).items():
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
+    meta["sha256"] = content_digest(tensors, meta)
+    _write_safetensors(path, tensors, meta)
+
+
+def load_checkpoint(path):
+    """(state, metadata) of a checkpoint; refuses a truncated, tampered or incompatible file with one line."""
+    tensors, metadata = read_safetensors(path)
+    where = repr(os.fspath(path))
+    fmt = metadata.get("format")
+    if fmt != CHECKPOINT_FORMAT:
+        if isinstance(fmt, str) and fmt.startswith("sgdlab.checkpoint/"):
+            raise CheckpointError(f"{where} has checkpoint format {fmt!r} (written by sgdlab "
+                                  f"{metadata.get('sgdlab_version', '?')}); this sgdlab reads {CHECKPOINT_FORMAT!r}")
+        raise CheckpointError(f"{where} is not an sgdlab checkpoint (format {fmt!r}, expected {CHECKPOINT_FORMAT!r})")
+    if metadata.get("sha256") != content_digest(tensors, metadata):
+        raise CheckpointError(f"{where} fails its SHA-256 check: it was modified or corrupted after it was written")
+    try:
+        state = _join_arrays(json.loads(metadata["state"]), tensors)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{where} has a broken state description: {exc}") from None
+    return state, metadata
