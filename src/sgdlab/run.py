@@ -13,7 +13,8 @@ import sys
 import threading
 from contextlib import contextmanager
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, save_model, write_json_atomic
+from .checkpoint import (CHECKPOINT_NAME, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint,
+                         save_model, write_json_atomic)
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, RunExistsError
 
@@ -155,6 +156,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
             raise CheckpointError(f"{checkpoint_path!r} is for another architecture than the model its config "
                                   f"builds on this data (was the dataset changed?)")
         trainer.load_state_dict(state)
+        remove_stale_temporaries(out)
     else:
         out = prepare_run_dir(out, overwrite=overwrite)
         write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
@@ -222,8 +224,10 @@ def finish_run(out, config, model, history, trainer, train, val, test):
     write_json_atomic(os.path.join(out, "iteration_loss.json"), [round(x, 6) for x in history.iteration_loss])
     from . import plots
 
-    plots.loss_curve(history).savefig(os.path.join(out, "loss.png"), dpi=110)
-    plots.accuracy_curves(history).savefig(os.path.join(out, "accuracy.png"), dpi=110)
+    with atomic_path(os.path.join(out, "loss.png")) as tmp:
+        plots.loss_curve(history).savefig(tmp, dpi=110, format="png")
+    with atomic_path(os.path.join(out, "accuracy.png")) as tmp:
+        plots.accuracy_curves(history).savefig(tmp, dpi=110, format="png")
     return summary
 
 
