@@ -371,7 +371,7 @@ def cmd_data(args):
                                         test_samples=args.test_samples, overwrite=args.overwrite, progress=progress)
     else:
         meta = data.verify_store(args.dst, progress=progress) if args.verify else data.read_meta(args.dst)
-        data.open_store(args.dst)                                  # sizes, headers, sampled checksum
+    data.open_store(args.dst)                                      # sizes, headers, sampled checksum
     print(_store_summary(args.dst, meta, verified=getattr(args, "verify", False)))
     return 0
 
