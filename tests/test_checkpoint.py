@@ -94,3 +94,135 @@ def test_read_safetensors_exposes_metadata(tmp_path):
     save_model(tmp_path / "m.safetensors", MLP([3, 2]), metadata={"k": "v"})
     tensors, meta = read_safetensors(tmp_path / "m.safetensors")
     assert set(tensors) == {"layers.0.W", "layers.0.b"} and meta["k"] == "v"
+
+
+# --------------------------------------------------------------------------- training checkpoints
+
+from sgdlab.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint  # noqa: E402
+from sgdlab.data import make_spirals, train_val_split  # noqa: E402
+from sgdlab.optimizers import Momentum, make_schedule  # noqa: E402
+from sgdlab.training import EarlyStopping, Trainer  # noqa: E402
+
+
+def _trainer(checkpoint=None, layers=(16,), dropout=0.0, sampling="shuffle", lr=0.1, **kw):
+    train, val = train_val_split(make_spirals(240, seed=1), 0.25, seed=1)
+    model = MLP([2, *layers, 3], seed=4, dropout=dropout)
+    return Trainer(model, train, Momentum(lr=lr, momentum=0.9), batch_size=32, iterations=120, validation=val,
+                   callbacks=[EarlyStopping(patience=3, start_from_epoch=0)], sampling=sampling, seed=9,
+                   eval_every=7, schedule=make_schedule("plateau", lr, patience=1, factor=0.5), checkpoint=checkpoint,
+                   checkpoint_every=5, **kw)
+
+
+@pytest.mark.parametrize("sampling,dropout,lr", [("shuffle", 0.0, 1.0), ("replacement", 0.2, 0.1),
+                                                 ("block-shuffle", 0.0, 0.5)])
+def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr):
+    """Save at iteration 35 mid-epoch, rebuild everything, load, finish: same params, history and losses.
+
+    lr=1.0 early-stops at iteration 112 and restores its best params; dropout draws masks from its own RNG.
+    """
+    saved = tmp_path / "at35.safetensors"
+
+    def hook(t):
+        if t.iteration == 35:
+            save_checkpoint(saved, t.state_dict(), metadata={"note": "mid-run"})
+
+    whole = _trainer(hook, dropout=dropout, sampling=sampling, lr=lr)
+    whole.run()
+    assert whole.iteration > 35 and saved.exists()
+    resumed = _trainer(dropout=dropout, sampling=sampling, lr=lr)
+    state, meta = load_checkpoint(saved)
+    assert meta["format"] == CHECKPOINT_FORMAT and meta["note"] == "mid-run"
+    assert state["iteration"] == 35 and isinstance(state["optimizer"]["v"], np.ndarray)
+    resumed.load_state_dict(state)
+    resumed.run()
+    assert np.array_equal(resumed.model.params, whole.model.params)
+    assert resumed.iteration == whole.iteration and resumed.optimizer.lr == whole.optimizer.lr
+    assert resumed.history.iteration_loss == whole.history.iteration_loss
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in whole.history.rows]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history.rows] == strip
+    assert resumed.history.stopped_reason == whole.history.stopped_reason
+
+
+def test_final_checkpoint_is_written_before_restore_best(tmp_path):
+    """The last checkpoint holds the trained params, not the restored best ones, and the finished status."""
+    path = tmp_path / "c.safetensors"
+    trainer = _trainer(lambda t: save_checkpoint(path, t.state_dict()), lr=1.0)
+    trainer.run()
+    state, _ = load_checkpoint(path)
+    assert state["stop"][0] == "early_stopped" and state["iteration"] == trainer.iteration == 112
+    best = trainer.callbacks[0].best_params
+    assert np.array_equal(trainer.model.params, best)
+    assert np.array_equal(state["callbacks"]["EarlyStopping.0"]["best_params"], best)
+    assert not np.array_equal(state["params"], best)  # best was earlier than the last iteration
+
+
+def _saved_checkpoint(tmp_path):
+    path = tmp_path / "c.safetensors"
+    trainer = _trainer()
+    save_checkpoint(path, trainer.state_dict(), metadata={"config": {"seed": 1}})
+    return path
+
+
+def test_tampered_checkpoint_fails_its_sha256(tmp_path):
+    path = _saved_checkpoint(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # one bit of the last tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="fails its SHA-256 check"):
+        load_checkpoint(path)
+
+
+def test_edited_metadata_fails_its_sha256(tmp_path):
+    from safetensors.numpy import save_file
+
+    path = _saved_checkpoint(tmp_path)
+    tensors, meta = read_safetensors(path)
+    meta["state"] = meta["state"].replace('"iteration": 0', '"iteration": 99')
+    save_file(tensors, path, metadata=meta)
+    with pytest.raises(CheckpointError, match="fails its SHA-256 check"):
+        load_checkpoint(path)
+
+
+def test_other_format_versions_and_models_are_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    path = _saved_checkpoint(tmp_path)
+    tensors, meta = read_safetensors(path)
+    save_file(tensors, tmp_path / "v2.safetensors", metadata={**meta, "format": "sgdlab.checkpoint/2"})
+    with pytest.raises(CheckpointError, match="checkpoint format 'sgdlab.checkpoint/2'.*reads 'sgdlab.checkpoint/1'"):
+        load_checkpoint(tmp_path / "v2.safetensors")
+    save_model(tmp_path / "m.safetensors", MLP([2, 3]))
+    with pytest.raises(CheckpointError, match="not an sgdlab checkpoint"):
+        load_checkpoint(tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match="not an sgdlab model"):
+        load_model(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_for_another_architecture_is_refused_and_changes_nothing(tmp_path):
+    state, _ = load_checkpoint(_saved_checkpoint(tmp_path))
+    other = _trainer(layers=(8,))
+    before = other.model.params.copy()
+    with pytest.raises(CheckpointError, match="holds 99 parameters but this model has 51"):
+        other.load_state_dict(state)
+    assert np.array_equal(other.model.params, before) and other.iteration == 0
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import safetensors.numpy
+
+    path = _saved_checkpoint(tmp_path)
+    before = path.read_bytes()
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError(28, "No space left on device", filename)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space left on device; nothing was replaced") as info:
+        save_checkpoint(path, _trainer().state_dict())
+    assert info.value.filename == str(path)
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["c.safetensors"]
