@@ -107,8 +107,12 @@ def read_resume_checkpoint(out):
     return state, metadata, config
 
 
-def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=None, resume=False):
+def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=None, resume=False,
+              pictures=True):
     """Train as ``config`` says and write the run folder ``out``; returns summary.json's dict.
+
+    ``pictures=False`` skips loss.png and accuracy.png (sweep trials: drawing them costs more than
+    training a small network).
 
     ``resume=True`` continues ``out`` from its checkpoint.safetensors with the config saved there
     (``config`` may be None; when given it must equal the saved one).
@@ -162,7 +166,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
         write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
     with threadpool_limits(limits=config.threads), stop_on_signals(trainer) as received:
         history = trainer.run()
-    summary = finish_run(out, config, model, history, trainer, train, val, test)
+    summary = finish_run(out, config, model, history, trainer, train, val, test, pictures=pictures)
     if received:
         summary["signal"] = received[0]
     if history.status == "interrupted":
@@ -198,7 +202,7 @@ class LiveMetrics:
         pass
 
 
-def finish_run(out, config, model, history, trainer, train, val, test):
+def finish_run(out, config, model, history, trainer, train, val, test, pictures=True):
     """Evaluate the final (possibly restored) model and write metrics, summary, model and plots."""
     history.to_csv(os.path.join(out, "metrics.csv"))
     _, train_acc = model.evaluate(train)
@@ -222,6 +226,8 @@ def finish_run(out, config, model, history, trainer, train, val, test):
                metadata={"config": config.to_dict(), "status": history.status})
     write_json_atomic(os.path.join(out, "summary.json"), summary)
     write_json_atomic(os.path.join(out, "iteration_loss.json"), [round(x, 6) for x in history.iteration_loss])
+    if not pictures:
+        return summary
     from . import plots
 
     with atomic_path(os.path.join(out, "loss.png")) as tmp:

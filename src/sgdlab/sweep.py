@@ -221,6 +221,8 @@ class TrialInterrupted(RuntimeError):
 def run_trial(spec):
     """Train one trial in a private temporary folder; return its summary, history and the folder's files.
 
+    No loss.png/accuracy.png per trial (drawing costs more than training a small net): sweep.png shows them all.
+
     Top-level so that process pools and Dask ship it by reference.
     """
     from .run import train_run
@@ -228,7 +230,7 @@ def run_trial(spec):
     config = TrainConfig.from_dict(spec["config"]).replace(threads=spec.get("threads"))
     with tempfile.TemporaryDirectory(prefix="sgdlab-trial-") as tmp:
         out = os.path.join(tmp, "run")
-        summary = train_run(config, out, overwrite=True, quiet=True)
+        summary = train_run(config, out, overwrite=True, quiet=True, pictures=False)
         if summary["status"] == "interrupted":
             raise TrialInterrupted(f"trial {spec['id']} interrupted: {summary['stopped_reason']}")
         files = {}
@@ -309,6 +311,7 @@ class Sweep:
         self.stream = stream
         self.rows = {}
         self.restarts = 0
+        self._executor = None
         self._open(resume, overwrite)
 
     @property
@@ -319,6 +322,7 @@ class Sweep:
         description = {"base": self.base.to_dict(), "space": self.space.to_dict(), "halving": self.halving,
                        "min_epochs": self.min_epochs, "slow_threshold": self.slow_threshold}
         description["base"].pop("threads")
+        description = json.loads(json.dumps(description))  # tuples become lists, as read back
         spec_path = os.path.join(self.out, "sweep.json")
         if resume and os.path.exists(spec_path):
             with open(spec_path, encoding="utf-8") as f:
@@ -347,6 +351,14 @@ class Sweep:
 
     def run(self):
         """Every rung's trials (one rung without halving); returns the ranked rows."""
+        try:
+            return self._run_rungs()
+        finally:
+            if self._executor is not None:
+                _shutdown(self._executor, wait=True)
+                self._executor = None
+
+    def _run_rungs(self):
         points = self.space.points()
         if self.halving is None:
             self._run_rung(self.specs(points, self.base.epochs, 0))
@@ -375,13 +387,14 @@ class Sweep:
         return specs
 
     def _run_pool(self, pending, attempts):
-        """Run ``pending`` on one executor; returns the trials to resubmit on a new one (after a broken pool)."""
+        """Run ``pending`` on the executor; returns the trials to resubmit on a new one (after a broken pool)."""
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         queue, running, retry = list(pending), {}, []
-        executor = self.executor_factory()
-        broken = False
+        if self._executor is None:
+            self._executor = self.executor_factory()
+        executor, broken = self._executor, False
         try:
             while queue or running:
                 while queue and len(running) < self.max_in_flight and not broken:
@@ -407,9 +420,13 @@ class Sweep:
                         continue
                     self._record(spec, trial_result(spec, result, self.slow_threshold), result["files"])
             retry.extend(queue)
-        finally:
-            _shutdown(executor, wait=not broken)
+        except BaseException:
+            _shutdown(executor, wait=False)
+            self._executor = None
+            raise
         if broken:
+            _shutdown(executor, wait=False)
+            self._executor = None
             self.restarts += 1
             self._say(f"a worker died: starting a new pool for {len(retry)} unfinished trials")
         return retry
@@ -593,6 +610,8 @@ def smoothed_loss(losses, beta=0.98):
 def suggest_lr(lrs, losses, blowup=4.0, skip=10):
     """The lr of steepest descent of the smoothed loss against log lr, before it exceeds ``blowup`` x its minimum.
 
+    The blow-up is found on the causal EMA; the slope on the EMA run forward then backward over the
+    part before it (zero lag: a one-way EMA would put the steepest point late).
     Returns (suggested lr, index where the loss blew up or len(lrs)).
     """
     lrs, smooth = np.asarray(lrs, dtype=float), smoothed_loss(losses)
@@ -603,7 +622,8 @@ def suggest_lr(lrs, losses, blowup=4.0, skip=10):
     if end - skip < 3:
         raise ConfigError(f"the LR range test blew up after {end} iterations: lower --lr-min "
                           f"(now {lrs[0]:g})")
-    slope = np.gradient(smooth[skip:end], np.log(lrs[skip:end]))
+    both_ways = smoothed_loss(smoothed_loss(np.asarray(losses[:end], dtype=float))[::-1])[::-1]
+    slope = np.gradient(both_ways[skip:end], np.log(lrs[skip:end]))
     return float(lrs[skip + int(np.argmin(slope))]), end
 
 
