@@ -22,6 +22,7 @@ _LAZY = {
     "numerical_diff": ("sgdlab.gradients", "numerical_diff"),
     "numerical_gradient": ("sgdlab.gradients", "numerical_gradient"),
     "gradient_check": ("sgdlab.gradients", "gradient_check"),
+    "minimize": ("sgdlab.descent", "minimize"),
     "load_model": ("sgdlab.checkpoint", "load_model"),
     "save_model": ("sgdlab.checkpoint", "save_model"),
 }
