@@ -28,9 +28,13 @@ FIELD_HELP = {
     "sampling": "shuffle (a permutation per epoch) | replacement (i.i.d. draws, as in the tutorial) | "
                 "block-shuffle (shuffled contiguous blocks: for on-disk stores whose random reads are slow)",
     "weight_decay": "L2 penalty (weight_decay/2)*sum(W^2), added to loss and gradient",
+    "dropout": "Dropout rate after each hidden activation (inverted dropout, off at evaluation), e.g. 0.5",
+    "batch_norm": "BatchNorm between each hidden Dense and its activation (--batch-norm, or true|false)",
     "clip_norm": "clip the gradient's global L2 norm to this value",
     "patience": "early stopping: evaluations without improvement before stopping (the --early-stopping N flag)",
     "monitor": "metric early stopping watches: val_loss | val_acc | train_loss | train_acc",
+    "monitor_mode": "auto (min for losses, max for accuracies) | min | max",
+    "start_from_epoch": "early stopping ignores evaluations before this epoch (default 0)",
     "min_delta": "smallest change that counts as an improvement",
     "restore_best": "true|false: put the best evaluation's parameters back at the end (default true)",
     "eval_every": "evaluate every N iterations instead of every epoch",

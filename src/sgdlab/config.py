@@ -17,6 +17,7 @@ CHOICES = {
     "gradient": ("backprop", "numerical"),
     "dtype": ("float32", "float64"),
     "monitor": ("val_loss", "val_acc", "train_loss", "train_acc"),
+    "monitor_mode": ("auto", "min", "max"),
 }
 
 
@@ -37,11 +38,15 @@ class TrainConfig:
     iterations: int | None = None  # when set, train this many iterations instead of `epochs`
     sampling: str = "shuffle"
     weight_decay: float = 0.0
+    dropout: float = 0.0  # drop rate of the Dropout after each hidden activation; 0 = no Dropout layers
+    batch_norm: bool = False  # BatchNorm between each hidden Dense and its activation
     clip_norm: float | None = None
     patience: int | None = None  # early stopping: evaluations without improvement before stopping
     monitor: str = "val_loss"
+    monitor_mode: str = "auto"  # min | max | auto (min for losses, max for accuracies)
     min_delta: float = 0.0
     restore_best: bool = True
+    start_from_epoch: int = 0  # early stopping ignores evaluations before this epoch
     eval_every: int | None = None  # evaluate every N iterations instead of every epoch
     gradient: str = "backprop"
     dtype: str = "float32"
@@ -70,6 +75,10 @@ class TrainConfig:
         _check_number("clip_norm", self.clip_norm, low=0, low_open=True, optional=True)
         _check_int("patience", self.patience, low=1, optional=True)
         _check_number("min_delta", self.min_delta, low=0)
+        _check_int("start_from_epoch", self.start_from_epoch, low=0)
+        _check_number("dropout", self.dropout, low=0, high=1, high_open=True)
+        if not isinstance(self.batch_norm, bool):
+            raise ConfigError(f"batch_norm={self.batch_norm!r} is not allowed: use true or false")
         _check_int("eval_every", self.eval_every, low=1, optional=True)
         _check_int("seed", self.seed, low=0)
         _check_number("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)

@@ -69,6 +69,9 @@ def accuracy_curves(history, title="Accuracy per epoch: train vs validation", on
     if history.best_epoch is not None:
         ax.axvline(history.best_epoch, color="tab:red", linestyle=":",
                    label=f"best epoch {history.best_epoch} ({history.monitor})")
+    if history.status == "early_stopped" and history.rows:
+        ax.axvline(history.rows[-1]["epoch"], color="tab:gray", linestyle="-.",
+                   label=f"early stop at epoch {history.rows[-1]['epoch']}")
     if onset_epoch is not None:
         ax.axvline(onset_epoch, color="tab:purple", linestyle="--", label=f"overfitting onset {onset_epoch}")
     ax.set_xlabel("epoch")

@@ -41,7 +41,8 @@ def build_model(config, n_features, n_outputs, task):
     from .model import MLP
 
     return MLP([n_features, *config.layers, n_outputs], activation=config.activation, loss=config.loss,
-               seed=config.seed, dtype=config.dtype, weight_decay=config.weight_decay, task=task)
+               seed=config.seed, dtype=config.dtype, weight_decay=config.weight_decay, task=task,
+               dropout=config.dropout, batch_norm=config.batch_norm)
 
 
 def build_optimizer(config):
@@ -142,8 +143,9 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     optimizer = build_optimizer(config)
     callbacks = []
     if config.patience:
-        callbacks.append(EarlyStopping(monitor=config.monitor, patience=config.patience,
-                                       min_delta=config.min_delta, restore_best=config.restore_best))
+        callbacks.append(EarlyStopping(monitor=config.monitor, patience=config.patience, mode=config.monitor_mode,
+                                       min_delta=config.min_delta, restore_best=config.restore_best,
+                                       start_from_epoch=config.start_from_epoch))
     if not quiet:
         callbacks.append(EpochLogger(stream))
     callbacks.append(LiveMetrics(os.path.join(out, "metrics.csv")))
@@ -204,6 +206,8 @@ class LiveMetrics:
 
 def finish_run(out, config, model, history, trainer, train, val, test, pictures=True):
     """Evaluate the final (possibly restored) model and write metrics, summary, model and plots."""
+    from .training import overfitting_onset
+
     history.to_csv(os.path.join(out, "metrics.csv"))
     _, train_acc = model.evaluate(train)
     val_acc = model.evaluate(val)[1] if val is not None else None
@@ -221,6 +225,7 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
         "iterations": trainer.iteration,
         "monitor": history.monitor,
         "n_params": int(model.params.size),
+        "overfitting_onset_epoch": overfitting_onset(history),
     }
     save_model(os.path.join(out, "model.safetensors"), model,
                metadata={"config": config.to_dict(), "status": history.status})
@@ -233,7 +238,8 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
     with atomic_path(os.path.join(out, "loss.png")) as tmp:
         plots.loss_curve(history).savefig(tmp, dpi=110, format="png")
     with atomic_path(os.path.join(out, "accuracy.png")) as tmp:
-        plots.accuracy_curves(history).savefig(tmp, dpi=110, format="png")
+        plots.accuracy_curves(history, onset_epoch=summary["overfitting_onset_epoch"]).savefig(
+            tmp, dpi=110, format="png")
     return summary
 
 
