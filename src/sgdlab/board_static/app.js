@@ -150,7 +150,7 @@ function drawSweep(name) {
 
 // -- playground ---------------------------------------------------------------------------------------
 
-const play = {id: null, data: null, running: false, busy: false, batch: null, lastStep: null};
+const play = {id: null, data: null, running: false, loop: null, busy: false, batch: null, lastStep: null};
 
 function settings() {
   const number = id => Number($(id).value);
@@ -163,6 +163,7 @@ function setError(message) { $("play-error").textContent = message || ""; }
 
 async function reset() {
   stopPlaying();
+  if (play.loop) { await play.loop; }
   setError("");
   try {
     const created = await api("/api/play/create", settings());
@@ -281,7 +282,8 @@ function drawStep(step) {
   const layers = step.gradient.layers;
   Plotly.react("grad-chart", [{type: "bar", x: layers.map(l => `${l.name} ${l.layer}`), y: layers.map(l => l.grad_norm),
     marker: {color: COLORS[0]}}], {...LAYOUT, margin: {l: 45, r: 5, t: 25, b: 40},
-    title: {text: "gradient norm per layer", font: {size: 12}, x: 0.02, xanchor: "left"}}, CONFIG);
+    title: {text: "gradient norm per layer", font: {size: 12}, x: 0.02, xanchor: "left"}},
+    {...CONFIG, displayModeBar: false});
   const table = $("s-update");
   table.replaceChildren();
   const head = document.createElement("tr");
@@ -326,13 +328,14 @@ $("p-play").addEventListener("click", () => {
   setError("");
   play.running = true;
   $("p-play").textContent = "Pause";
-  playLoop();
+  play.loop = playLoop().finally(() => { play.loop = null; });
 });
 $("p-step").addEventListener("click", async () => {
   if (!play.id || play.busy) { return; }
   stopPlaying();
   play.busy = true;
   try {
+    if (play.loop) { await play.loop; }          // let the last training request land first
     const step = await api("/api/play/step", {id: play.id});
     play.batch = step.batch.indices;
     play.lastStep = step;
