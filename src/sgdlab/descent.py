@@ -39,7 +39,7 @@ class Path:
     @property
     def diverged(self):
         """True when f ended NaN/inf or above where it began."""
-        return not math.isfinite(self.f) or self.f > self.values[0]
+        return bool(not math.isfinite(self.f) or self.f > self.values[0])
 
     def distances(self, point=0.0):
         """|points[k] - point| (Euclidean) for every step k."""
