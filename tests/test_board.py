@@ -206,6 +206,14 @@ def test_oversize_and_out_of_bounds_parameters_are_refused(server):
     sid = created["id"]
     status, body = request(server, "/api/play/train", {"id": sid, "iterations": board.MAX_ITERATIONS + 1})
     assert status == 400 and "iterations" in body["error"]
+    status, body = request(server, "/api/play/create", {"layers": [64] * 4, "batch_size": 300,
+                                                        "gradient": "numerical"})
+    assert status == 400 and "too much for the numerical gradient" in body["error"]
+    status, created = request(server, "/api/play/create", {"layers": [64] * 4, "batch_size": 300})
+    assert created["state"]["max_iterations"] == int(board.WORK_BUDGET["backprop"] // (12867 * 300)) == 51
+    status, body = request(server, "/api/play/train", {"id": created["id"], "iterations": 52})
+    assert status == 400 and "iterations=52" in body["error"]
+    assert raw_get(server, "/api/runs?" + "&".join(f"k{i}=1" for i in range(17)))[0] == 400
     assert request(server, f"/api/play/boundary?id={sid}&grid={board.MAX_GRID + 1}")[0] == 400
     assert request(server, f"/api/play/boundary?id={sid}&grid=-3")[0] == 400
     assert request(server, "/api/play/state?id=nope")[0] == 404

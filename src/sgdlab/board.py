@@ -44,6 +44,7 @@ MAX_BODY = 4096                # bytes of JSON request body
 MAX_CURVE = 2000               # loss-curve points kept per session
 MAX_RUNS = 500                 # run folders listed
 N_TRAIN, N_TEST = 300, 150
+WORK_BUDGET = {"backprop": 2e8, "numerical": 1e6}  # parameters x batch samples x iterations, per request
 DIVERGENCE_FACTOR = 100.0      # a batch loss this many times the first one stops the session as diverged
 PLAY_DATASETS = ("spirals", "circles", "xor", "blobs", "line")  # line: y = w x + b, a 2-parameter model
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+,-]{0,127}$")
@@ -286,6 +287,13 @@ class Session:
                          dtype=np.float64, weight_decay=settings["weight_decay"])
         self.optimizer = get_optimizer(settings["optimizer"], settings["lr"])
         self.sampler = BatchSampler(len(self.train), settings["batch_size"], "shuffle", settings["seed"])
+        work = self.model.params.size * settings["batch_size"]
+        budget = WORK_BUDGET[settings["gradient"]]
+        if work > budget:
+            raise BadRequest(f"{self.model.params.size} parameters x batch {settings['batch_size']} is too much for "
+                             f"the {settings['gradient']} gradient (at most {budget:.0e} per iteration): use "
+                             f"smaller layers or batch")
+        self.max_iterations = int(min(MAX_ITERATIONS, budget // work))
         self.iteration = 0
         self.curve = []
         self.path = [self.model.params.tolist()] if self.model.params.size == 2 else None
@@ -378,7 +386,7 @@ class Session:
     def state(self):
         last = self.curve[-1]
         return {"iteration": self.iteration, "settings": self.settings, "n_params": int(self.model.params.size),
-                "train_loss": last["train_loss"], "test_loss": last["test_loss"], "train_acc": last["train_acc"],
+                "max_iterations": self.max_iterations, "train_loss": last["train_loss"], "test_loss": last["test_loss"], "train_acc": last["train_acc"],
                 "test_acc": last["test_acc"], "diverged": self.diverged}
 
     def data(self):
@@ -503,7 +511,11 @@ class BoardHandler(BaseHTTPRequestHandler):
                 or any(seg in ("..", ".") for seg in decoded.split("/")) or "%2f" in unquote(raw).lower()):
             raise BadRequest(f"path {raw[:80]!r} is not allowed")
         query = {}
-        for key, values in parse_qs(parts.query, keep_blank_values=True, max_num_fields=16).items():
+        try:
+            fields = parse_qs(parts.query, keep_blank_values=True, max_num_fields=16)
+        except ValueError:
+            raise BadRequest("too many query parameters (at most 16)") from None
+        for key, values in fields.items():
             query[key] = values[-1]
         return decoded, query
 
@@ -562,7 +574,7 @@ class BoardHandler(BaseHTTPRequestHandler):
                     session.used = time.monotonic()
                     if route.endswith("step"):
                         return HTTPStatus.OK, session.step(), None
-                    n = _number(body, "iterations", 10, 1, MAX_ITERATIONS, integer=True)
+                    n = _number(body, "iterations", 10, 1, session.max_iterations, integer=True)
                     return HTTPStatus.OK, session.train_for(n), None
         else:
             raise BadRequest(f"method {method} is not allowed", HTTPStatus.METHOD_NOT_ALLOWED)

@@ -169,6 +169,7 @@ async function reset() {
     const created = await api("/api/play/create", settings());
     play.id = created.id;
     play.data = created.data;
+    play.maxIterations = created.state.max_iterations;
     play.batch = null;
     play.lastStep = null;
     clearStepPanel();
@@ -310,7 +311,7 @@ function stopPlaying() {
 async function playLoop() {
   while (play.running) {
     try {
-      const state = await api("/api/play/train", {id: play.id, iterations: 20});
+      const state = await api("/api/play/train", {id: play.id, iterations: Math.min(20, play.maxIterations)});
       play.batch = null;
       await redraw(state);
       if (state.diverged) { stopPlaying(); }
