@@ -41,7 +41,7 @@ DIVERGED_FACTOR = 10.0
 STATUS_ORDER = {"ok": 0, "too slow": 1, "diverged": 2, "failed": 3}
 RESULT_COLUMNS = ["status", "best_val_acc", "best_val_loss", "best_epoch", "initial_loss", "test_acc",
                   "run_status", "reason", "seconds"]
-EXCLUDED_FROM_ID = ("threads",)  # settings that change speed, not results
+EXCLUDED_FROM_ID = ("threads", "prefetch", "checkpoint_every")  # settings that change speed, not results
 
 
 # -- the search space ------------------------------------------------------------------------------
