@@ -50,6 +50,11 @@ def runs_dir(tmp_path_factory):
     (outside / "config.json").write_text("{}")
     (outside / "secret.txt").write_text("top secret")
     os.symlink(outside, root / "escape")
+    (outside / "metrics.csv").write_text(HEADER + "1,1,0.5,0.5,0.5,0.5,0.1,0.0\n")
+    leaky = root / "leaky"
+    leaky.mkdir()
+    os.symlink(outside / "metrics.csv", leaky / "metrics.csv")
+    os.symlink(outside / "config.json", leaky / "config.json")
     return root
 
 
@@ -97,10 +102,12 @@ def test_lists_runs_and_sweeps_with_every_metrics_row(server, runs_dir):
     status, listing = request(server, "/api/runs")
     assert status == 200
     runs = {r["name"]: r for r in listing["runs"]}
-    assert set(runs) == {"alpha", "beta", "live", "lr-sweep/trials/t1"}  # not the symlink out of the folder
+    assert set(runs) == {"alpha", "beta", "leaky", "live", "lr-sweep/trials/t1"}  # not the symlink out of the folder
     assert runs["alpha"]["status"] == "completed" and runs["live"]["status"] == "running"
     assert runs["beta"]["config"]["optimizer"] == "adam"
     assert listing["sweeps"] == [{"name": "lr-sweep", "trials": 3}]
+    assert runs["leaky"]["rows"] == 0 and runs["leaky"]["last"] is None        # its files link out: not read
+    assert request(server, "/api/run?name=leaky")[1]["metrics"] == []
     for name, epochs in (("alpha", 3), ("beta", 5), ("lr-sweep/trials/t1", 3)):
         status, run = request(server, f"/api/run?name={name}")
         assert len(run["metrics"]) == metrics_rows(runs_dir / name / "metrics.csv") == epochs
@@ -303,7 +310,7 @@ def test_cli_serves_and_stops_cleanly_on_ctrl_c(runs_dir):
         assert "serving" in line and "http://127.0.0.1:" in line
         url = line.split(" on ")[1].split()[0]
         with urllib.request.urlopen(url + "api/runs", timeout=10) as r:
-            assert {x["name"] for x in json.load(r)["runs"]} == {"alpha", "beta", "live", "lr-sweep/trials/t1"}
+            assert {x["name"] for x in json.load(r)["runs"]} == {"alpha", "beta", "leaky", "live", "lr-sweep/trials/t1"}
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     finally:
@@ -374,9 +381,9 @@ def js_errors(driver):
 def test_page_runs_tab_and_playground(server, runs_dir, browser, artifacts):
     driver = browser
     driver.get(server.url)
-    wait_for(driver, "document.querySelectorAll('#runs-table tbody tr').length === 4")
+    wait_for(driver, "document.querySelectorAll('#runs-table tbody tr').length === 5")
     names = driver.execute_script("return [...document.querySelectorAll('#runs-table tbody tr')].map(r => r.dataset.run)")
-    assert sorted(names) == ["alpha", "beta", "live", "lr-sweep/trials/t1"]
+    assert sorted(names) == ["alpha", "beta", "leaky", "live", "lr-sweep/trials/t1"]
     for name in ("alpha", "beta", "lr-sweep/trials/t1"):
         rows = metrics_rows(runs_dir / name / "metrics.csv")
         wait_for(driver, f"(document.getElementById('loss-chart').data || []).some(t => t.name === '{name} train_loss')")

@@ -70,8 +70,14 @@ def plotly_js_path():
     return path if os.path.isfile(path) else None
 
 
+def _is_file(path):
+    return path is not None and os.path.isfile(path)
+
+
 def read_json(path):
-    """A JSON file's value, or None when it is missing, half-written or not JSON."""
+    """A JSON file's value, or None when it is missing (or None), half-written or not JSON."""
+    if path is None:
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -81,6 +87,8 @@ def read_json(path):
 
 def read_csv_rows(path, max_bytes=16 << 20):
     """Rows of a CSV as dicts of float/None/str; a last line without its newline (being written) is ignored."""
+    if path is None:
+        return []
     try:
         with open(path, "rb") as f:
             raw = f.read(max_bytes + 1)
@@ -129,6 +137,11 @@ class RunStore:
             raise BadRequest(f"run {name!r} does not exist", HTTPStatus.NOT_FOUND)
         return path
 
+    def file(self, folder, name):
+        """``folder/name`` when it resolves inside the root, else None (a symlink out)."""
+        path = os.path.realpath(os.path.join(folder, name))
+        return path if os.path.commonpath([path, self.root]) == self.root else None
+
     def _children(self, path):
         try:
             names = sorted(os.listdir(path))
@@ -144,8 +157,8 @@ class RunStore:
                 path = self.resolve(name)
             except BadRequest:
                 continue                                  # a symlink out of the root
-            if os.path.isfile(os.path.join(path, "sweep.csv")):
-                sweeps.append({"name": name, "trials": len(read_csv_rows(os.path.join(path, "sweep.csv")))})
+            if _is_file(self.file(path, "sweep.csv")):
+                sweeps.append({"name": name, "trials": len(read_csv_rows(self.file(path, "sweep.csv")))})
                 for child in self._children(path):               # trials/<id>/ and winner/
                     if not self._add_run(runs, f"{name}/{child}"):
                         for trial in self._children(os.path.join(path, child)):
@@ -167,9 +180,9 @@ class RunStore:
         return True
 
     def summary(self, name, path):
-        config = read_json(os.path.join(path, "config.json")) or {}
-        summary = read_json(os.path.join(path, "summary.json"))
-        rows = read_csv_rows(os.path.join(path, "metrics.csv"))
+        config = read_json(self.file(path, "config.json")) or {}
+        summary = read_json(self.file(path, "summary.json"))
+        rows = read_csv_rows(self.file(path, "metrics.csv"))
         status = summary.get("status", "unknown") if isinstance(summary, dict) else "running"
         return {"name": name, "status": status, "config": config if isinstance(config, dict) else {},
                 "summary": summary if isinstance(summary, dict) else None, "rows": len(rows),
@@ -179,15 +192,15 @@ class RunStore:
         """One run: its config, summary and every metrics.csv row."""
         path = self.resolve(name)
         detail = self.summary(name, path)
-        detail["metrics"] = read_csv_rows(os.path.join(path, "metrics.csv"))
+        detail["metrics"] = read_csv_rows(self.file(path, "metrics.csv"))
         return detail
 
     def sweep(self, name):
         """One sweep: the rows of its sweep.csv."""
         path = self.resolve(name)
-        if not os.path.isfile(os.path.join(path, "sweep.csv")):
+        if not _is_file(self.file(path, "sweep.csv")):
             raise BadRequest(f"{name!r} is not a sweep (no sweep.csv)", HTTPStatus.NOT_FOUND)
-        return {"name": name, "rows": read_csv_rows(os.path.join(path, "sweep.csv"))}
+        return {"name": name, "rows": read_csv_rows(self.file(path, "sweep.csv"))}
 
 
 # -- the playground ------------------------------------------------------------------------------------
