@@ -33,8 +33,8 @@ BOWL_OPTIMIZERS = {
 MINIMA_START, MINIMA_LR, MINIMA_MOMENTUM, MINIMA_STEPS = 2.5, 0.01, 0.9, 200
 
 # mnist-optimizers: one lr per optimizer (the best of benchmarks/optimizer_comparison.py's grid).
-MNIST_LRS = {"sgd": 0.3, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.03, "rmsprop": 1e-3, "adam": 1e-3,
-             "adamw": 1e-3}
+MNIST_LRS = {"sgd": 0.3, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.1, "rmsprop": 3e-3, "adam": 3e-3,
+             "adamw": 3e-3}
 MNIST_ITERATIONS, MNIST_QUICK_ITERATIONS, MNIST_BATCH = 1500, 100, 100
 
 
@@ -56,7 +56,7 @@ def double_well_minima():
 
 
 def _contours(ax, f, xlim, ylim, levels):
-    xs, ys = np.linspace(*xlim, 300), np.linspace(*ylim, 300)
+    xs, ys = np.linspace(*xlim, 200), np.linspace(*ylim, 200)
     X, Y = np.meshgrid(xs, ys)
     cs = ax.contour(X, Y, f(np.stack([X, Y])), levels=levels, colors="0.55", linewidths=0.8)
     ax.clabel(cs, fontsize=7, fmt="%g")
