@@ -278,12 +278,13 @@ def _map(folder: Path, key, meta):
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
-def open_store(path, val_fraction=None, seed=0) -> Splits:
+def open_store(path, val_fraction=None) -> Splits:
     """The splits of a store as Datasets over memory maps (nothing is read into memory).
 
     Splits come from meta.json's row ranges; without a val range and with ``val_fraction``,
-    the last round(n_train * val_fraction) training rows become the validation set (a view,
-    not a copy: stores are written in shuffled order).  ``seed`` is unused (splits are fixed).
+    the last round(n_train * val_fraction) training rows become the validation set (a view, not
+    a copy, so it is a random split only if the rows are in random order: synth writes them so;
+    for other data give ``convert`` a shuffled source or ``val_samples``).
     """
     folder = Path(path)
     meta = read_meta(folder)
