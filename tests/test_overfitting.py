@@ -144,6 +144,27 @@ def test_whole_model_gradient_with_dropout_and_batch_norm_matches_numerical(sett
     assert loss == model.loss(x, t, train=True)  # a frozen mask makes the train-mode loss a fixed function
 
 
+def test_numerical_gradient_and_gradient_check_see_the_training_loss():
+    from sgdlab.gradients import gradient_check
+
+    rng = np.random.default_rng(4)
+    x, t = rng.standard_normal((10, 5)), rng.integers(0, 3, 10)
+    model = MLP([5, 6, 7, 3], dtype=np.float64, seed=2, dropout=0.3, batch_norm=True)
+    _, grads = model.gradient(x, t)
+    grads = grads.copy()
+    before = {k: v.copy() for k, v in model.state_buffers().items()}
+    assert relative_error(grads, model.numerical_gradient(x, t)) < 1e-6
+    for name, value in model.state_buffers().items():  # running averages put back, masks unfrozen again
+        np.testing.assert_array_equal(value, before[name])
+    assert not any(getattr(layer, "freeze_mask", False) for layer in model.layers)
+    report = gradient_check(model.copy(dtype=np.float32), x, t)
+    # a Dense bias right before BatchNorm has gradient exactly 0 (the batch mean is subtracted):
+    # both sides are rounding noise there, so only its absolute error means something
+    before_bn = {"0:Dense.b", "4:Dense.b"}
+    assert all(row.passed for row in report.rows if row.name not in before_bn), report.table()
+    assert all(row.max_abs_error < 1e-8 for row in report.rows if row.name in before_bn)
+
+
 def test_mlp_block_order_and_flat_parameter_order():
     model = MLP([3, 4, 2], batch_norm=True, dropout=0.5, seed=0)
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "BatchNorm", "ReLU", "Dropout", "Dense"]

@@ -25,12 +25,13 @@ real part).
 """
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ConfigError, DataError
-from .layers import Dense, ReLU, Sigmoid, Tanh
+from .layers import Dense, Dropout, ReLU, Sigmoid, Tanh
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 
 EPS = float(np.finfo(np.float64).eps)
@@ -167,7 +168,34 @@ def _prepare(model, x, t):
 
 
 def _float64_model(model):
-    return model if model.params.dtype == np.float64 else model.copy(dtype=np.float64)
+    """The model itself when float64, else a float64 copy that keeps its Dropout masks."""
+    if model.params.dtype == np.float64:
+        return model
+    copy = model.copy(dtype=np.float64)
+    for source, target in zip(model.layers, copy.layers):
+        if isinstance(source, Dropout) and source.mask is not None:
+            target.mask = source.mask.astype(np.float64)
+    return copy
+
+
+@contextmanager
+def _fixed_training_loss(model):
+    """Make ``model.loss(x, t, train=True)`` (what backprop differentiates) a fixed function while differencing.
+
+    Dropout reuses its last mask (``freeze_mask``; one is drawn if there is none); BatchNorm uses the
+    batch statistics, and its running averages, which each train-mode pass moves, are put back after.
+    """
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    frozen = [layer.freeze_mask for layer in dropouts]
+    saved = {name: value.copy() for name, value in model.state_buffers().items()}
+    try:
+        for layer in dropouts:
+            layer.freeze_mask = True
+        yield
+    finally:
+        for layer, was in zip(dropouts, frozen):
+            layer.freeze_mask = was
+        model.load_state_buffers(saved)
 
 
 def _loop_gradient(model, x, t, steps, indices):
@@ -179,9 +207,9 @@ def _loop_gradient(model, x, t, steps, indices):
         step = steps[idx]
         try:
             params[idx] = original + step
-            plus = model.loss(x, t)
+            plus = model.loss(x, t, train=True)
             params[idx] = original - step
-            minus = model.loss(x, t)
+            minus = model.loss(x, t, train=True)
         finally:
             params[idx] = original
         out[n] = (plus - minus) / (2 * step)
@@ -235,7 +263,7 @@ class _FastPlan:
             if k in self.weights or type(layer) in ELEMENTWISE:
                 acts.append(self.apply(k, acts[-1]))
             else:
-                acts.append(np.array(model64.layers[k].forward(acts[-1], False), dtype=np.float64))
+                acts.append(np.array(model64.layers[k].forward(acts[-1], True), dtype=np.float64))
         return acts
 
     def dense_gradient(self, k, acts, t, steps, complex_step):
@@ -392,7 +420,9 @@ class _LastHop:
 
 
 def model_numerical_gradient(model, x, t, h=None, method="central"):
-    """The gradient of ``model.loss(x, t)`` by finite differences, as one flat float64 array.
+    """The gradient of ``model.loss(x, t, train=True)`` (backprop's function) by finite differences, flat float64.
+
+    Dropout layers reuse their last mask and BatchNorm uses batch statistics (``_fixed_training_loss``).
 
     method "central": (L(p + h·e_k) - L(p - h·e_k)) / 2h for every parameter k, computed by the
     batched fast path (see ``_FastPlan.dense_gradient``) for Dense layers followed only by Dense,
@@ -425,13 +455,14 @@ def model_numerical_gradient(model, x, t, h=None, method="central"):
     slow = [(k, sl) for k, sl in model.param_slices if plan is None or k not in plan.fast]
     unknown = any(type(layer) is not Dense and type(layer) not in ELEMENTWISE for layer in model.layers)
     model64 = _float64_model(model) if slow or unknown else None
-    if plan is not None and plan.fast:
-        acts = plan.activations(x, model64)
-        for k, sl in model.param_slices:
-            if k in plan.fast:
-                grad[sl] = plan.dense_gradient(k, acts, t, steps[sl], complex_step=False)
-    for k, sl in slow:
-        grad[sl] = _loop_gradient(model64, x, t, steps, range(sl.start, sl.stop))
+    with _fixed_training_loss(model64 if model64 is not None else model):
+        if plan is not None and plan.fast:
+            acts = plan.activations(x, model64)
+            for k, sl in model.param_slices:
+                if k in plan.fast:
+                    grad[sl] = plan.dense_gradient(k, acts, t, steps[sl], complex_step=False)
+        for k, sl in slow:
+            grad[sl] = _loop_gradient(model64, x, t, steps, range(sl.start, sl.stop))
     return grad
 
 
