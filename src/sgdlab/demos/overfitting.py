@@ -15,7 +15,7 @@ import numpy as np
 
 N_TRAIN, N_VAL = 300, 1000
 HIDDEN = [100] * 6
-LR, BATCH_SIZE, EPOCHS, QUICK_EPOCHS = 0.01, 100, 200, 100
+LR, BATCH_SIZE, EPOCHS, QUICK_EPOCHS = 0.01, 100, 200, 125
 PATIENCE = 20
 VARIANTS = {"plain": {}, "weight_decay": {"weight_decay": 0.1}, "dropout": {"dropout": 0.2}}
 
