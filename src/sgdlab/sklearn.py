@@ -169,7 +169,7 @@ class _BaseMLP(BaseEstimator):
         if self.batch_size != "auto":
             _check_int("batch_size", self.batch_size, 1)
 
-    def _make_optimizer(self, dtype):
+    def _make_optimizer(self):
         if self.solver == "adam":
             return SklearnAdam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
         if self.momentum == 0:
@@ -240,7 +240,7 @@ class _BaseMLP(BaseEstimator):
                             f"{self._model.n_out}: fit again with warm_start=False")
         self.n_outputs_ = n_outputs
         if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._make_optimizer(self._model.dtype)
+            self._optimizer = self._make_optimizer()
         self._fit_stochastic(X, y, targets, incremental)
         if not np.isfinite(self._model.params).all():
             raise DataError("training produced non-finite weights: scale the input (e.g. StandardScaler) "
