@@ -80,6 +80,12 @@ def test_any_shape_and_optimizer_by_name():
     np.testing.assert_allclose(path.x, np.ones((2, 3)), atol=1e-3)
 
 
+def test_gradient_function_returning_x_itself_is_not_corrupted():
+    # f = |x|²/2 has ∇f = x; a gradient function may hand back the very array it was given
+    path = minimize(lambda x: 0.5 * float(x @ x), [1.0, 2.0], SGD(lr=0.5), 3, gradient=lambda x: x)
+    np.testing.assert_allclose(path.points[:, 0], [1.0, 0.5, 0.25, 0.125], rtol=0, atol=1e-15)
+
+
 def test_momentum_escapes_the_local_minimum_where_gd_stalls():
     local, global_, barrier = demos.double_well_minima()
     assert local == pytest.approx(1.347, abs=1e-3) and global_ == pytest.approx(-1.473, abs=1e-3)

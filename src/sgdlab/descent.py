@@ -70,7 +70,7 @@ def minimize(f, x0, optimizer, steps, gradient="numerical", h=None):
         raise ConfigError(f"optimizer={optimizer!r} is not allowed: use an sgdlab.optimizers optimizer or its name")
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ConfigError(f"steps={steps!r} is not allowed: use an integer >= 0")
-    if gradient == "numerical":
+    if isinstance(gradient, str) and gradient == "numerical":
         _check_h(h)
 
         def grad_of(x):
@@ -91,6 +91,8 @@ def minimize(f, x0, optimizer, steps, gradient="numerical", h=None):
             g = np.asarray(grad_of(x), dtype=np.float64)
             if g.shape != x.shape:
                 raise ConfigError(f"gradient returned shape {g.shape} but x has shape {x.shape}")
+            if np.shares_memory(g, x):  # the update must not read a gradient it is overwriting
+                g = g.copy()
             optimizer.update(x, g)
             points[k], values[k] = x, _value(f, x)
     return Path(points, values)

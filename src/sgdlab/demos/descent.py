@@ -204,7 +204,8 @@ def mnist_optimizers(out_dir, show=False, quick=False):
                     label=f"{name} lr={MNIST_LRS[name]:g}: train loss {history.rows[-1]['train_loss']:.3f}")
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"mini-batch loss (mean of {window}, log scale)")
-    ax.set_title(f"Optimizers on MNIST: 784-100-10 ReLU, batch {MNIST_BATCH}, {iterations} iterations")
+    ax.set_title(f"Optimizers on MNIST: 784-100-10 ReLU, batch {MNIST_BATCH}, {iterations} iterations "
+                 f"({iterations * MNIST_BATCH / len(data.train.x):.3g} epochs), same batches for all")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     files = [_save(fig, out_dir, "mnist_optimizers.png")]
