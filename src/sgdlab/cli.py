@@ -144,7 +144,9 @@ def cmd_train(args):
 
 def read_inputs(path, n_features):
     """Features to predict from .npy, .npz (``x``/``X`` or its only array) or .csv (optional header row)."""
+    import tokenize
     import zipfile
+    import zlib
 
     import numpy as np
 
@@ -158,7 +160,10 @@ def read_inputs(path, n_features):
         if suffix == ".npy":
             x = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
+            npz = np.load(path, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise DataError(f"input {path!r} is a .npy array named .npz: rename it to .npy")
+            with npz:
                 keys = [k for k in ("x", "X") if k in npz.files] or (npz.files if len(npz.files) == 1 else [])
                 if not keys:
                     raise DataError(f"input {path!r} holds arrays {sorted(npz.files)}: name the features x")
@@ -168,10 +173,13 @@ def read_inputs(path, n_features):
                 lines = [line for line in f.read().splitlines() if line.strip()]
             if lines and not _numeric_row(lines[0]):
                 lines = lines[1:]
+            if not lines:
+                raise DataError(f"input {path!r} has no rows of numbers")
             x = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
         else:
             raise DataError(f"input {path!r} has suffix {suffix!r}: use .npy, .npz or .csv")
-    except (OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
+            UnicodeDecodeError) as exc:
         raise DataError(f"input {path!r} is not a readable {suffix} file ({exc})") from None
     except ValueError as exc:
         if isinstance(exc, SgdlabError):

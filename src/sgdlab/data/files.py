@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ def _load_npy(path, mmap=True):
     except ValueError as e:
         raise DataError(f"{path} cannot be loaded without pickle ({e}): only plain numeric arrays are "
                         "allowed, save with allow_pickle=False") from e
-    except OSError as e:
+    except (OSError, EOFError, SyntaxError, tokenize.TokenError) as e:  # the last two: a garbled header
         raise DataError(f"{path} is not a readable .npy file ({e}): use an array saved with np.save") from e
 
 
@@ -29,6 +31,8 @@ def _npz_get(npz, key, path):
     except ValueError as e:
         raise DataError(f"array {key!r} in {path} cannot be loaded without pickle ({e}): only plain "
                         "numeric arrays are allowed") from e
+    except (OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"array {key!r} in {path} is damaged ({e}): use a file written by np.savez") from e
 
 
 def _labels_or_targets(t):
@@ -101,7 +105,9 @@ def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, se
     if path.suffix == ".npz":
         try:
             npz = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not a zip of arrays")
+        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile) as e:
             raise DataError(f"{path} is not a readable .npz file ({e}): use one written by np.savez") from e
         with npz:
             keys = set(npz.files)
