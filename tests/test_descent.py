@@ -97,6 +97,20 @@ def test_momentum_escapes_the_local_minimum_where_gd_stalls():
     assert momentum.f < gd.f - 2.8  # f(global) ≈ -5.444, f(local) ≈ -2.619
 
 
+def test_escape_is_not_a_knife_edge():
+    """Around the demo's settings (lr 0.01, x0 2.5) Momentum still escapes and GD still stalls."""
+    _, _, barrier = demos.double_well_minima()
+
+    def gradient(x):
+        return 4 * x ** 3 - 8 * x + 1
+
+    for lr in (0.008, 0.01, 0.012):
+        for x0 in (2.2, 2.4, 2.5, 2.6):
+            gd = minimize(demos.double_well, [x0], SGD(lr=lr), 300, gradient=gradient)
+            momentum = minimize(demos.double_well, [x0], Momentum(lr=lr, momentum=0.9), 300, gradient=gradient)
+            assert gd.x[0] > barrier and momentum.x[0] < barrier, (lr, x0)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"steps": -1}, "steps=-1 is not allowed"),
     ({"steps": 2.5}, "steps=2.5 is not allowed"),
