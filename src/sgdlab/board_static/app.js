@@ -350,6 +350,10 @@ $("p-step").addEventListener("click", async () => {
 });
 $("p-dataset").addEventListener("change", reset);
 
-refreshRuns();
-setInterval(refreshRuns, 2000);
+async function followRuns() {                    // one refresh at a time, every 2 s
+  await refreshRuns();
+  setTimeout(followRuns, 2000);
+}
+
+followRuns();
 reset();
