@@ -113,9 +113,10 @@ def _trainer(checkpoint=None, layers=(16,), dropout=0.0, sampling="shuffle", lr=
                    checkpoint_every=5, **kw)
 
 
-@pytest.mark.parametrize("sampling,dropout,lr", [("shuffle", 0.0, 1.0), ("replacement", 0.2, 0.1),
-                                                 ("block-shuffle", 0.0, 0.5)])
-def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr):
+@pytest.mark.parametrize("sampling,dropout,lr,prefetch", [("shuffle", 0.0, 1.0, False), ("replacement", 0.2, 0.1, False),
+                                                          ("block-shuffle", 0.0, 0.5, False),
+                                                          ("shuffle", 0.0, 1.0, True)])
+def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr, prefetch):
     """Save at iteration 35 mid-epoch, rebuild everything, load, finish: same params, history and losses.
 
     lr=1.0 early-stops at iteration 112 and restores its best params; dropout draws masks from its own RNG.
@@ -126,10 +127,10 @@ def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr):
         if t.iteration == 35:
             save_checkpoint(saved, t.state_dict(), metadata={"note": "mid-run"})
 
-    whole = _trainer(hook, dropout=dropout, sampling=sampling, lr=lr)
+    whole = _trainer(hook, dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch)
     whole.run()
     assert whole.iteration > 35 and saved.exists()
-    resumed = _trainer(dropout=dropout, sampling=sampling, lr=lr)
+    resumed = _trainer(dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch)
     state, meta = load_checkpoint(saved)
     assert meta["format"] == CHECKPOINT_FORMAT and meta["note"] == "mid-run"
     assert state["iteration"] == 35 and isinstance(state["optimizer"]["v"], np.ndarray)
