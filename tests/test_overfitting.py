@@ -165,6 +165,22 @@ def test_numerical_gradient_and_gradient_check_see_the_training_loss():
     assert all(row.max_abs_error < 1e-8 for row in report.rows if row.name in before_bn)
 
 
+def test_numerical_training_matches_backprop_training_with_dropout_and_batch_norm():
+    data = make_spirals(n_samples=40, n_classes=3, seed=1)
+    models, histories = [], []
+    for gradient in ("backprop", "numerical"):
+        model = MLP([2, 5, 3], dtype=np.float64, seed=3, dropout=0.3, batch_norm=True)
+        histories.append(fit(model, data, SGD(0.5), batch_size=10, iterations=6, gradient=gradient, seed=0,
+                             progress=False))
+        models.append(model)
+    backprop, numerical = models
+    assert relative_error(numerical.params, backprop.params) < 1e-7
+    np.testing.assert_allclose(histories[1].iteration_loss, histories[0].iteration_loss, rtol=1e-7)
+    np.testing.assert_allclose(numerical.layers[1].running_var, backprop.layers[1].running_var, rtol=1e-7)
+    assert not np.allclose(backprop.params, MLP([2, 5, 3], dtype=np.float64, seed=3, dropout=0.3,
+                                                 batch_norm=True).params)
+
+
 def test_mlp_block_order_and_flat_parameter_order():
     model = MLP([3, 4, 2], batch_norm=True, dropout=0.5, seed=0)
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "BatchNorm", "ReLU", "Dropout", "Dense"]

@@ -396,9 +396,9 @@ class Trainer:
         if self.gradient == "backprop":
             loss, _ = model.gradient(xb, tb)
             return loss
-        grads = model.numerical_gradient(xb, tb)
-        model.grads[...] = grads
-        return model.loss(xb, tb)
+        loss = model.loss(xb, tb, train=True)  # as backprop: draws this batch's Dropout masks, moves BatchNorm's
+        model.grads[...] = model.numerical_gradient(xb, tb)  # averages; differences reuse those masks
+        return loss
 
     def _check_divergence(self, loss):
         """False (and stop as ``diverged``) when the loss is NaN/inf or far above where it began."""
