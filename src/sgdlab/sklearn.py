@@ -163,7 +163,7 @@ class _BaseMLP(BaseEstimator):
         _number("power_t", self.power_t, low=0)
         _number("tol", self.tol, low=0)
         _number("momentum", self.momentum, low=0, high=1)
-        _number("validation_fraction", self.validation_fraction, low=0, high=1, low_open=True, high_open=True)
+        _number("validation_fraction", self.validation_fraction, low=0, high=1, high_open=True)
         _check_int("max_iter", self.max_iter, 1)
         _check_int("n_iter_no_change", self.n_iter_no_change, 1)
         if self.batch_size != "auto":
