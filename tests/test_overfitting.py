@@ -1,6 +1,7 @@
 """Overfitting: Dropout and BatchNorm (forward, backward checked numerically), weight decay in the loss,
 EarlyStopping's settings and restore, the onset detector, the CLI flags, and the overfitting demo."""
 
+import csv
 import json
 import os
 import subprocess
@@ -334,7 +335,10 @@ def test_cli_trains_with_dropout_batch_norm_and_early_stopping(tmp_path):
     assert (config["dropout"], config["batch_norm"], config["start_from_epoch"]) == (0.2, True, 5)
     assert summary["status"] == "early_stopped" and summary["best_epoch"] >= 5
     assert f"restored epoch {summary['best_epoch']}" in summary["stopped_reason"]
-    assert "overfitting_onset_epoch" in summary
+    with open(out / "metrics.csv", newline="") as f:
+        history = History()
+        history.rows = [{k: (float(v) if v else None) for k, v in row.items()} for row in csv.DictReader(f)]
+    assert summary["overfitting_onset_epoch"] == overfitting_onset(history)
     model = load_model(out / "model.safetensors")
     names = [type(layer).__name__ for layer in model.layers]
     assert names == ["Dense", "BatchNorm", "ReLU", "Dropout"] * 2 + ["Dense"]
