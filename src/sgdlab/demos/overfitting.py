@@ -21,10 +21,14 @@ VARIANTS = {"plain": {}, "weight_decay": {"weight_decay": 0.1}, "dropout": {"dro
 
 
 def overfitting(out_dir, show=False, quick=False, seed=0):
-    """Train the three variants, draw ``overfitting.png``; returns accuracies, gaps, onsets, early stopping."""
+    """Train the three variants, draw ``overfitting.png``; returns accuracies, gaps, onsets, early stopping.
+
+    ``show`` prints the numbers and opens the picture where a display exists.
+    """
     from threadpoolctl import threadpool_limits
 
     from ..data import load_mnist
+    from .gradients import _show
 
     mnist = load_mnist()
     train = mnist.train.subset(np.arange(N_TRAIN))
@@ -46,6 +50,7 @@ def overfitting(out_dir, show=False, quick=False, seed=0):
     _draw(histories, results, early).savefig(path, dpi=110)
     if show:
         _print(results, early, epochs)
+        _show([path], show)
     return {"files": [path], "epochs": epochs, "n_train": N_TRAIN, "variants": results, "early_stopping": early}
 
 
