@@ -256,6 +256,18 @@ def test_diverging_fit_says_what_to_do(digits):
         MLPRegressor(hidden_layer_sizes=(5,), solver="sgd", learning_rate_init=1e30, max_iter=3).fit(x, y * 1e3)
 
 
+@quiet
+def test_random_state(digits):
+    x, y = digits
+    state = np.random.get_state()[1].copy()
+    unseeded = [MLPClassifier(hidden_layer_sizes=(5,), max_iter=1).fit(x, y).loss_curve_[0] for _ in range(2)]
+    assert unseeded[0] != unseeded[1]
+    assert_array_equal(np.random.get_state()[1], state)  # NumPy's global generator is never drawn from
+    seeded = [MLPClassifier(hidden_layer_sizes=(5,), max_iter=1, random_state=7).fit(x, y).loss_curve_[0]
+              for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
 # -- dtypes, views, pickling -------------------------------------------------------------------------------
 
 

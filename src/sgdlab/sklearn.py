@@ -231,7 +231,9 @@ class _BaseMLP(BaseEstimator):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         dtype = self._training_dtype(X) if first_pass else self._model.dtype
         targets, loss, self.out_activation_ = self._encode(y, dtype)
-        self._random_state = check_random_state(self.random_state)
+        # random_state=None: a fresh generator seeded from the OS, never NumPy's global one
+        self._random_state = np.random.RandomState() if self.random_state is None else check_random_state(
+            self.random_state)
         n_outputs = targets.shape[1] if targets.ndim == 2 else len(self.classes_)
         if first_pass:
             self._initialize(X.shape[1], n_outputs, loss, dtype)
