@@ -245,6 +245,9 @@ CASES = [
      "the checkpoint holds 51 parameters but this model has 99"),
     ("API: checkpoint into another optimizer", lambda d: _load_into(d, MLP([2, 8, 3]), SGD(lr=0.1)),
      "state is for optimizer 'momentum', not 'sgd'"),
+    ("API: train_run resume with changed settings",
+     lambda d: train_run(TrainConfig(dataset="spirals", layers=(16,), lr=0.3), d / "otherarch", resume=True),
+     "cannot resume '{d}/otherarch' with changed settings (lr): a resumed run keeps the settings it started with"),
     ("API: checkpoint onto other data", lambda d: _load_into(d, MLP([2, 8, 3]), data=make_spirals(90)),
      "sampler is shuffle over 60 samples but this run's is shuffle over 90"),
 ]
