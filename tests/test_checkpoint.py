@@ -227,3 +227,17 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(path, _trainer().state_dict())
     assert info.value.filename == str(path)
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["c.safetensors"]
+
+
+def test_checkpoint_for_another_optimizer_is_refused_before_anything_changes(tmp_path):
+    from sgdlab.errors import ConfigError
+    from sgdlab.optimizers import SGD
+
+    state, _ = load_checkpoint(_saved_checkpoint(tmp_path))
+    state["params"] = state["params"] + 1.0
+    other = _trainer()
+    other.optimizer = SGD(lr=0.1)
+    before = other.model.params.copy()
+    with pytest.raises(ConfigError, match="state is for optimizer 'momentum', not 'sgd'"):
+        other.load_state_dict(state)
+    assert np.array_equal(other.model.params, before)

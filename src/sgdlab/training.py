@@ -315,15 +315,15 @@ class Trainer:
             if len(sampler["order"]) != self.sampler.n or sampler["mode"] != self.sampler.mode:
                 raise CheckpointError(f"the checkpoint's sampler is {sampler['mode']} over {len(sampler['order'])} "
                                       f"samples but this run's is {self.sampler.mode} over {self.sampler.n}")
+            self.optimizer.load_state_dict(state["optimizer"])  # validates before it changes anything
+            if self.schedule is not None:
+                self.schedule.load_state_dict(state["schedule"])
             model.params[...] = params
             self.last_good_params[...] = state["last_good_params"]
             model.load_state_buffers(state["buffers"])
             for k, rng_state in state["layer_rngs"].items():
                 model.layers[int(k)].rng.bit_generator.state = rng_state
-            self.optimizer.load_state_dict(state["optimizer"])
             self.sampler.load_state_dict(sampler)
-            if self.schedule is not None:
-                self.schedule.load_state_dict(state["schedule"])
             history = dict(state["history"])
             history["iteration_loss"] = np.asarray(history["iteration_loss"]).tolist()
             self.history.load_state_dict(history)
