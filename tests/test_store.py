@@ -249,15 +249,16 @@ def rss_file_kb():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_mapped_pages_are_released_so_resident_memory_stays_bounded(tmp_path, monkeypatch):
+def test_resident_memory_stays_bounded_by_preadv_or_by_dropping_mapped_pages(tmp_path, monkeypatch):
     n = 80_000                                                  # 62.7 MB of uint8 rows of 784
     with StoreWriter(tmp_path / "s", (784,), np.uint8) as w:
         for start in range(0, n, 20000):
             w.append(np.full((20000, 784), start // 20000 + 1, np.uint8), np.zeros(20000, np.int64))
         w.close()
 
-    def growth_kb(budget):
+    def growth_kb(budget, pread=True):
         monkeypatch.setattr(datasets, "_RESIDENT_BYTES", budget)
+        monkeypatch.setattr(datasets, "_PREAD", pread)
         train = open_store(tmp_path / "s").train
         before = rss_file_kb()
         peak, total = 0, 0.0
@@ -273,8 +274,9 @@ def test_mapped_pages_are_released_so_resident_memory_stays_bounded(tmp_path, mo
         assert total == pytest.approx(20000 * (1 + 2 + 3 + 4) / 255, rel=1e-6)
         return peak
 
-    unbounded = growth_kb(1 << 40)
-    bounded = growth_kb(4 << 20)
+    assert growth_kb(1 << 40) < 4_000                            # preadv: rows never enter the process's RSS
+    unbounded = growth_kb(1 << 40, pread=False)                  # through the map, nothing dropped
+    bounded = growth_kb(4 << 20, pread=False)                    # through the map, dropped every 4 MB
     assert unbounded > 50_000                                    # the whole file became resident
     assert bounded < 12_000                                      # 4 MB budget + one chunk + fault-around
 
@@ -359,3 +361,21 @@ def test_load_dataset_opens_a_store_and_bad_settings_are_one_line(small_store):
     assert isinstance(s.train, Dataset) and s.train.is_mapped and not Dataset(x, t).is_mapped
     with pytest.raises(ConfigError, match="val_samples=1000 is not allowed: use fewer than the 1000"):
         convert(folder.parent / "src.npz", folder.parent / "v", val_samples=1000, progress=False)
+
+
+def test_rows_read_from_the_file_equal_rows_in_memory(small_store):
+    folder, x, t = small_store
+    mapped, memory = open_store(folder).train, Dataset(x[:900], t[:900])
+    rng = np.random.default_rng(3)
+    cases = [np.sort(rng.choice(900, 64, replace=False)),            # scattered: one preadv a row or span
+             np.sort(rng.integers(0, 900, 64)),                      # with duplicates (replacement)
+             np.arange(300, 364),                                    # contiguous: one preadv
+             rng.permutation(900)[:64],                              # unsorted
+             np.array([-1, 0, 5, -900, 899])]                        # negative indices wrap
+    for idx in cases:
+        xa, ta = mapped.batch(idx)
+        xb, tb = memory.batch(idx)
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ta, tb)
+    got = np.concatenate([xb for xb, _ in mapped.chunks(128)])
+    np.testing.assert_array_equal(got, x[:900].reshape(900, -1) * np.float32(1 / 255))
