@@ -281,6 +281,28 @@ def test_early_stopping_every_n_iterations_with_min_delta(spirals_split):
     assert history.best_row["val_loss"] == losses[best_i] == model.evaluate(val)[0]
 
 
+@pytest.mark.parametrize("good_epochs", [0, 2])
+def test_divergence_puts_batch_norm_averages_back_with_the_parameters(spirals_split, good_epochs):
+    train, val = spirals_split
+    model = MLP([2, 16, 3], batch_norm=True, seed=0)
+    snaps = Snapshots()
+
+    class Explode(Callback):
+        def on_evaluation(self, trainer, row):
+            if len(trainer.history.rows) == good_epochs:
+                trainer.optimizer.lr = 1e4
+
+    history = fit(model, train, SGD(1e4 if good_epochs == 0 else 0.5), batch_size=10, epochs=30, validation=val,
+                  callbacks=[snaps, Explode()], progress=False)
+    assert history.status == "diverged" and len(snaps.items) == good_epochs
+    expected = snaps.items[-1][2] if snaps.items else {"layers.1.running_mean": np.zeros(16),
+                                                       "layers.1.running_var": np.ones(16)}
+    for name, value in model.state_buffers().items():
+        np.testing.assert_array_equal(value, expected[name])
+    if snaps.items:
+        np.testing.assert_array_equal(model.params, snaps.items[-1][1])
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"min_delta": -1}, "min_delta=-1 is not allowed"),
     ({"start_from_epoch": -2}, "start_from_epoch=-2 is not allowed"),

@@ -266,6 +266,7 @@ class Trainer:
         self.seconds = 0.0
         self.initial_loss = None
         self.last_good_params = model.params.copy()
+        self.last_good_buffers = _copies(model.state_buffers())  # BatchNorm averages go back with the params
         self._stop = None
 
     # -- control -----------------------------------------------------------------------------------
@@ -321,6 +322,7 @@ class Trainer:
             model.params[...] = params
             self.last_good_params[...] = state["last_good_params"]
             model.load_state_buffers(state["buffers"])
+            self.last_good_buffers = _copies(model.state_buffers())
             for k, rng_state in state["layer_rngs"].items():
                 model.layers[int(k)].rng.bit_generator.state = rng_state
             self.sampler.load_state_dict(sampler)
@@ -408,6 +410,7 @@ class Trainer:
             return True
         lr = self.optimizer.lr
         self.model.params[...] = self.last_good_params
+        self.model.load_state_buffers(self.last_good_buffers)
         self.stop("diverged", f"lr={lr:g} diverged at iteration {self.iteration} (loss={loss:.4g}); "
                               f"try lr <= {lr / 10:g}")
         return False
@@ -424,10 +427,12 @@ class Trainer:
         history.rows.append(row)
         if not math.isfinite(train_loss):
             self.model.params[...] = self.last_good_params
+            self.model.load_state_buffers(self.last_good_buffers)
             self.stop("diverged", f"lr={self.optimizer.lr:g} diverged by iteration {self.iteration} "
                                   f"(train loss={train_loss:.4g}); try lr <= {self.optimizer.lr / 10:g}")
             return
         self.last_good_params[...] = model.params
+        self.last_good_buffers = _copies(model.state_buffers())
         monitor = history.monitor if row.get(history.monitor) is not None else "train_loss"
         best = None if history.best_index is None else history.rows[history.best_index].get(monitor)
         if history.is_better(row.get(monitor), best):
@@ -450,6 +455,10 @@ class Trainer:
 
         return tqdm(total=self.total_iterations, initial=self.iteration, unit="it", leave=False,
                     disable=None if self.progress is None else not self.progress, dynamic_ncols=True)
+
+
+def _copies(arrays):
+    return {name: value.copy() for name, value in arrays.items()}
 
 
 def check_data_fits(model, dataset, role):
