@@ -44,6 +44,14 @@ def test_dropout_is_inverted_in_training_and_identity_at_evaluation():
     assert layer.forward(x, train=True).tolist() != y.tolist()  # a new mask per call
 
 
+def test_dropout_trains_in_float32():
+    layer = Dropout(0.5, seed=0)
+    x = np.ones((50, 40), np.float32)
+    y = layer.forward(x, train=True)
+    assert y.dtype == np.float32 and set(np.unique(y).tolist()) == {0.0, 2.0}
+    assert layer.backward(np.ones_like(x)).dtype == np.float32
+
+
 def test_dropout_masks_come_from_the_seed_not_the_global_rng():
     x = np.ones((20, 30))
     np.random.seed(1)

@@ -197,7 +197,7 @@ class Dropout(Layer):
             return x
         if not self.freeze_mask or self.mask is None:
             mask = self.buffer("mask", x.shape, x.real.dtype)
-            self.rng.random(out=mask)
+            self.rng.random(out=mask, dtype=mask.dtype)
             keep = self.buffer("keep", x.shape, np.bool_)
             np.greater_equal(mask, self.rate, out=keep)
             np.multiply(keep, 1.0 / (1.0 - self.rate), out=mask)
