@@ -357,7 +357,6 @@ def test_feature_names_in(digits):
 
 
 def test_numerical_gradient_trains_like_backprop(digits):
-    pytest.importorskip("sgdlab.gradients", reason="gradient='numerical' uses sgdlab.gradients (not yet merged)")
     x, y = digits
     params = dict(hidden_layer_sizes=(4,), solver="sgd", max_iter=2, random_state=0, learning_rate_init=0.05)
     with warnings.catch_warnings():
