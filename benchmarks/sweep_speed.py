@@ -1,6 +1,7 @@
 """Wall time of one sweep with 1 local worker vs N workers (BLAS threads = cores / workers).
 
     python benchmarks/sweep_speed.py [--dataset mnist] [--trials 6] [--epochs 1] [--repeats 3] [--workers 1 2]
+                                     [--threads T]
 
 Prints the median wall time of each worker count over the repeats, its ratio to 1 worker, and the
 load average before and after (the machine may be shared: read the figures with it).
@@ -16,12 +17,12 @@ from sgdlab.config import TrainConfig
 from sgdlab.sweep import Sweep, build_space, local_executor_factory, threads_per_worker
 
 
-def one_sweep(base, space, workers):
+def one_sweep(base, space, workers, threads):
     """Seconds from starting the pool to the last trial's row in sweep.csv."""
     with tempfile.TemporaryDirectory(prefix="sgdlab-bench-") as tmp:
         start = time.perf_counter()
         sweep = Sweep(base, space, os.path.join(tmp, "sweep"), local_executor_factory(workers), workers,
-                      threads=threads_per_worker(workers))
+                      threads=threads)
         rows = sweep.run()
         seconds = time.perf_counter() - start
     assert len(rows) == len(space.points()) and all(r["status"] != "failed" for r in rows)
@@ -35,6 +36,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, help="BLAS threads per worker (default cores / workers)")
     args = parser.parse_args()
     base = TrainConfig(dataset=args.dataset, layers=(100,), optimizer="sgd", epochs=args.epochs)
     _, space = build_space({"lr": "1e-2:1:log"}, trials=args.trials, grid=True)
@@ -42,9 +44,10 @@ def main():
           f"{os.cpu_count()} cores; load average before {os.getloadavg()}")
     medians = {}
     for workers in args.workers:
-        times = [one_sweep(base, space, workers) for _ in range(args.repeats)]
+        threads = args.threads or threads_per_worker(workers)
+        times = [one_sweep(base, space, workers, threads) for _ in range(args.repeats)]
         medians[workers] = statistics.median(times)
-        print(f"workers={workers} x {threads_per_worker(workers)} BLAS threads: median {medians[workers]:.2f}s "
+        print(f"workers={workers} x {threads} BLAS threads: median {medians[workers]:.2f}s "
               f"(runs: {', '.join(f'{t:.2f}' for t in times)})", flush=True)
     first = medians[args.workers[0]]
     print(f"{'workers':>8} {'median s':>9} {'ratio':>6}")

@@ -203,8 +203,7 @@ def test_range_test_suggests_an_lr_and_then_trains_it(tmp_path):
 
 
 def test_killed_sweep_resumes_without_rerunning_and_equals_an_uninterrupted_one(tmp_path):
-    args = [*SMALL, "--dataset", "digits", "--layers", "32", "--lr", "1e-3:3:log", "--grid", "--trials", "5",
-            "--epochs", "4", "--workers", "2"]
+    args = [*SMALL, "--lr", "1e-3:3:log", "--grid", "--trials", "5", "--epochs", "30", "--workers", "2"]
     full = tmp_path / "full"
     assert sgdlab("sweep", *args, "--out", str(full), "--quiet").returncode == 0
     out = tmp_path / "cut"

@@ -136,7 +136,7 @@ def parse_values(name, text):
         raise ConfigError(f"unknown setting {name!r}: allowed are {', '.join(sorted(kinds))}")
     text = str(text)
     if name == "layers":
-        options = [o for o in text.split("/")]
+        options = text.split("/")
         return options[0] if len(options) == 1 else Dimension(name, values=tuple(options))
     if ":" in text and kinds[name] in (int, float):
         parts = text.split(":")
