@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads in every run (default 1)")
     ap.add_argument("--keep", action="store_true", help="do not delete the store")
+    ap.add_argument("--skip-plain", action="store_true", help="leave out the store run without prefetch")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sgdlab-ooc-", dir=args.dir))
@@ -89,9 +90,10 @@ def main():
             print(f"wrote {store}: {args.samples:,} training samples, {size / 1e9:.2f} GB in {wall:.0f} s "
                   f"({size / 1e6 / wall:.0f} MB/s), writer peak RSS {rss:.0f} MB")
         meta = json.loads((store / "meta.json").read_text())
-        results = {name: {"its": [], "rss": [], "wall": []} for name in VARIANTS}
+        variants = {k: v for k, v in VARIANTS.items() if not (args.skip_plain and v == [])}
+        results = {name: {"its": [], "rss": [], "wall": []} for name in variants}
         for r in range(args.repeats):
-            for name, extra in VARIANTS.items():
+            for name, extra in variants.items():
                 out = work / f"run-{r}-{len(results[name]['its'])}"
                 dataset = "mnist" if extra is None else store
                 code, rss, wall, err = run_measured(train_cmd(dataset, out, args, extra or []))
