@@ -104,19 +104,19 @@ from sgdlab.optimizers import Momentum, make_schedule  # noqa: E402
 from sgdlab.training import EarlyStopping, Trainer  # noqa: E402
 
 
-def _trainer(checkpoint=None, layers=(16,), dropout=0.0, sampling="shuffle", lr=0.1, **kw):
+def _trainer(checkpoint=None, layers=(16,), dropout=0.0, sampling="shuffle", lr=0.1, batch_norm=False, **kw):
     train, val = train_val_split(make_spirals(240, seed=1), 0.25, seed=1)
-    model = MLP([2, *layers, 3], seed=4, dropout=dropout)
+    model = MLP([2, *layers, 3], seed=4, dropout=dropout, batch_norm=batch_norm)
     return Trainer(model, train, Momentum(lr=lr, momentum=0.9), batch_size=32, iterations=120, validation=val,
                    callbacks=[EarlyStopping(patience=3, start_from_epoch=0)], sampling=sampling, seed=9,
                    eval_every=7, schedule=make_schedule("plateau", lr, patience=1, factor=0.5), checkpoint=checkpoint,
                    checkpoint_every=5, **kw)
 
 
-@pytest.mark.parametrize("sampling,dropout,lr,prefetch", [("shuffle", 0.0, 1.0, False), ("replacement", 0.2, 0.1, False),
-                                                          ("block-shuffle", 0.0, 0.5, False),
-                                                          ("shuffle", 0.0, 1.0, True)])
-def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr, prefetch):
+@pytest.mark.parametrize("sampling,dropout,lr,prefetch,batch_norm", [
+    ("shuffle", 0.0, 1.0, False, False), ("replacement", 0.2, 0.1, False, False),
+    ("block-shuffle", 0.0, 0.5, False, False), ("shuffle", 0.0, 1.0, True, False), ("shuffle", 0.0, 0.3, False, True)])
+def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr, prefetch, batch_norm):
     """Save at iteration 35 mid-epoch, rebuild everything, load, finish: same params, history and losses.
 
     lr=1.0 early-stops at iteration 112 and restores its best params; dropout draws masks from its own RNG.
@@ -127,16 +127,18 @@ def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr, prefe
         if t.iteration == 35:
             save_checkpoint(saved, t.state_dict(), metadata={"note": "mid-run"})
 
-    whole = _trainer(hook, dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch)
+    whole = _trainer(hook, dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch, batch_norm=batch_norm)
     whole.run()
     assert whole.iteration > 35 and saved.exists()
-    resumed = _trainer(dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch)
+    resumed = _trainer(dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch, batch_norm=batch_norm)
     state, meta = load_checkpoint(saved)
     assert meta["format"] == CHECKPOINT_FORMAT and meta["note"] == "mid-run"
     assert state["iteration"] == 35 and isinstance(state["optimizer"]["v"], np.ndarray)
     resumed.load_state_dict(state)
     resumed.run()
     assert np.array_equal(resumed.model.params, whole.model.params)
+    for name, value in whole.model.state_buffers().items():                  # BatchNorm running averages
+        assert np.array_equal(resumed.model.state_buffers()[name], value), name
     assert resumed.iteration == whole.iteration and resumed.optimizer.lr == whole.optimizer.lr
     assert resumed.history.iteration_loss == whole.history.iteration_loss
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in whole.history.rows]

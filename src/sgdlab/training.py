@@ -297,7 +297,7 @@ class Trainer:
             "iteration": self.iteration, "seconds": self.seconds, "initial_loss": self.initial_loss,
             "stop": None if self._stop is None or self._stop[0] == "interrupted" else list(self._stop),
             "params": model.params.copy(), "last_good_params": self.last_good_params.copy(),
-            "buffers": {k: v.copy() for k, v in model.state_buffers().items()},
+            "buffers": _copies(model.state_buffers()), "last_good_buffers": _copies(self.last_good_buffers),
             "layer_rngs": {str(k): layer.rng.bit_generator.state for k, layer in enumerate(model.layers)
                            if isinstance(getattr(layer, "rng", None), np.random.Generator)},
             "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
@@ -322,7 +322,7 @@ class Trainer:
             model.params[...] = params
             self.last_good_params[...] = state["last_good_params"]
             model.load_state_buffers(state["buffers"])
-            self.last_good_buffers = _copies(model.state_buffers())
+            self.last_good_buffers = _copies(state["last_good_buffers"])
             for k, rng_state in state["layer_rngs"].items():
                 model.layers[int(k)].rng.bit_generator.state = rng_state
             self.sampler.load_state_dict(sampler)
