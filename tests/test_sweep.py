@@ -198,7 +198,8 @@ def test_range_test_suggests_an_lr_and_then_trains_it(tmp_path):
     assert float(rows[0]["lr"]) == pytest.approx(1e-4) and float(rows[-1]["lr"]) <= 100
     assert (out / "range_test.png").stat().st_size > 10_000
     winner = json.loads((out / "winner" / "config.json").read_text())
-    assert winner["lr"] == pytest.approx(info["suggested_lr"], rel=2e-3) and winner["epochs"] == 3
+    assert info["suggested_lr"] < float(rows[info["blowup_iteration"]]["lr"]) / 10
+    assert winner["lr"] == pytest.approx(info["suggested_lr"], rel=5e-3) and winner["epochs"] == 3  # 3 digits
     assert json.loads((out / "winner" / "summary.json").read_text())["epochs_run"] == 3
 
 

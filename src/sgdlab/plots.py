@@ -137,7 +137,7 @@ def lr_range_test(lrs, losses, smoothed, suggested_lr, end=None):
     ax = fig.add_subplot()
     lrs, losses, smoothed = (np.asarray(a, dtype=float) for a in (lrs, losses, smoothed))
     ax.plot(lrs, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="mini-batch loss")
-    ax.plot(lrs, smoothed, color="tab:blue", linewidth=1.8, label="smoothed (EMA 0.98)")
+    ax.plot(lrs, smoothed, color="tab:blue", linewidth=1.8, label="smoothed (EMA)")
     if end is not None and end < lrs.size:
         ax.axvline(lrs[end], color="tab:red", linestyle=":", label=f"blows up at lr={lrs[end]:.3g}")
     ax.axvline(suggested_lr, color="tab:green", linestyle="--", label=f"suggested lr={suggested_lr:.3g}")

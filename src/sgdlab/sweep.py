@@ -607,23 +607,31 @@ def smoothed_loss(losses, beta=0.98):
     return out
 
 
-def suggest_lr(lrs, losses, blowup=4.0, skip=10):
-    """The lr of steepest descent of the smoothed loss against log lr, before it exceeds ``blowup`` x its minimum.
+def range_beta(n):
+    """EMA factor for an n-iteration range test: a window of about n/20 iterations, beta in [0.8, 0.98]."""
+    return min(0.98, max(0.8, 1 - 20 / max(n, 1)))
 
-    The blow-up is found on the causal EMA; the slope on the EMA run forward then backward over the
-    part before it (zero lag: a one-way EMA would put the steepest point late).
+
+def suggest_lr(lrs, losses, blowup=4.0, skip=10):
+    """The lr of steepest descent of the smoothed loss against log lr, before its minimum and the blow-up.
+
+    Blow-up: a short EMA (beta 0.8) exceeds ``blowup`` x its running minimum.  The slope is taken
+    on an EMA (``range_beta``) run forward then backward over the part before it (zero lag: a
+    one-way EMA would put the steepest point late).
     Returns (suggested lr, index where the loss blew up or len(lrs)).
     """
-    lrs, smooth = np.asarray(lrs, dtype=float), smoothed_loss(losses)
-    running_min = np.minimum.accumulate(smooth)
-    over = np.nonzero(smooth > blowup * running_min)[0]
-    end = int(over[0]) if over.size else len(smooth)
+    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+    fast = smoothed_loss(losses, beta=0.8)
+    over = np.nonzero(~(fast <= blowup * np.minimum.accumulate(fast)))[0]
+    end = int(over[0]) if over.size else len(losses)
     skip = min(skip, max(0, end - 3))
     if end - skip < 3:
         raise ConfigError(f"the LR range test blew up after {end} iterations: lower --lr-min "
                           f"(now {lrs[0]:g})")
-    both_ways = smoothed_loss(smoothed_loss(np.asarray(losses[:end], dtype=float))[::-1])[::-1]
-    slope = np.gradient(both_ways[skip:end], np.log(lrs[skip:end]))
+    beta = range_beta(len(losses))
+    both_ways = smoothed_loss(smoothed_loss(losses[:end], beta)[::-1], beta)[::-1]
+    bottom = max(skip + 3, skip + int(np.argmin(both_ways[skip:end])) + 1)  # descent happens before the minimum
+    slope = np.gradient(both_ways[skip:bottom], np.log(lrs[skip:bottom]))
     return float(lrs[skip + int(np.argmin(slope))]), end
 
 
@@ -651,7 +659,8 @@ def lr_range_test(config, lr_min=1e-6, lr_max=10.0, iterations=200):
     losses = np.asarray(history.iteration_loss, dtype=float)
     lrs = np.array([schedule.lr_at(i, 0, iterations) for i in range(losses.size)])
     suggested, end = suggest_lr(lrs, losses)
-    return {"lrs": lrs, "losses": losses, "smoothed": smoothed_loss(losses), "suggested_lr": suggested,
+    return {"lrs": lrs, "losses": losses, "smoothed": smoothed_loss(losses, range_beta(losses.size)),
+            "suggested_lr": suggested,
             "end": end, "status": history.status}
 
 
