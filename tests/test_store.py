@@ -287,9 +287,15 @@ def test_prefetch_gives_the_same_batches_and_exact_sampler_state(small_store, mo
     train = open_store(folder).train
     plain = BatchLoader(train, BatchSampler(len(train), 64, mode, seed=5))
     ahead = PrefetchLoader(train, BatchSampler(len(train), 64, mode, seed=5))
+    memory = BatchLoader(Dataset(x[:900], t[:900]), BatchSampler(900, 64, mode, seed=5))
+    assert (plain._window is not None) == (ahead._window is not None) == (mode == "block-shuffle")
+    assert memory._window is None                                # block windows only for mapped data
     for i in range(40):                                          # over 2 epochs of 15 batches
         xa, ta = plain.next()
         xb, tb = ahead.next()
+        xm, tm = memory.next()
+        np.testing.assert_array_equal(xa, xm)
+        np.testing.assert_array_equal(ta, tm)
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ta, tb)
         a, b = plain.sampler.state_dict(), ahead.sampler.state_dict()

@@ -44,6 +44,7 @@ class BatchSampler:
         self._indices = np.empty(self.batch_size, dtype=np.intp)
         self._rewind = None  # state before a batch drawn ahead (PrefetchLoader) and not yet handed out
         self.generation = 0  # bumped by load_state_dict: batches drawn ahead before it are stale
+        self.reshuffles = 0  # epoch orders made so far (tells a block window's rows apart between epochs)
 
     def next(self):
         """Sorted indices of the next batch (a reused buffer; the last batch of an epoch may be smaller)."""
@@ -62,6 +63,7 @@ class BatchSampler:
         return out
 
     def _new_epoch_order(self):
+        self.reshuffles += 1
         if self.mode != "block-shuffle":
             self.rng.shuffle(self.order)
             return
@@ -118,12 +120,16 @@ class BatchLoader:
         rows = sampler.batch_size
         self._x = np.empty((rows, dataset.n_features), dtype=dtype)
         self._t = np.empty((rows, *dataset.t.shape[1:]), dtype=dataset.t.dtype)
+        self._window = _BlockWindow.fits(dataset, sampler, dtype)
 
     def next(self):
         """(x, t) of the next mini-batch, views of reused buffers."""
         indices = self.sampler.next()
         k = len(indices)
-        return self.dataset.batch(indices, out_x=self._x[:k], out_t=self._t[:k])
+        if self._window is None:
+            return self.dataset.batch(indices, out_x=self._x[:k], out_t=self._t[:k])
+        self._window.note(indices)
+        return self._window.gather(indices, self._x[:k], self._t[:k])
 
     def close(self):
         """Nothing to release (PrefetchLoader stops its thread here)."""
@@ -145,6 +151,7 @@ class PrefetchLoader:
         self._todo, self._done = queue.SimpleQueue(), queue.SimpleQueue()
         self._thread = None
         self._pending = None  # (slot, k, sampler generation) of the batch being gathered
+        self._window = _BlockWindow.fits(dataset, sampler, dtype)
         self._slot = 0
 
     def next(self):
@@ -167,6 +174,8 @@ class PrefetchLoader:
         slot = self._slot
         self._slot = 1 - slot
         indices = self.sampler.draw_ahead()
+        if self._window is not None:
+            self._window.note(indices)                     # the thread is idle: safe to change the window
         k = len(indices)
         np.copyto(self._indices[slot][:k], indices)
         self._pending = (slot, k, self.sampler.generation)
@@ -181,7 +190,10 @@ class PrefetchLoader:
         while (job := self._todo.get()) is not None:
             slot, k = job
             try:
-                self.dataset.batch(self._indices[slot][:k], out_x=self._x[slot][:k], out_t=self._t[slot][:k])
+                if self._window is None:
+                    self.dataset.batch(self._indices[slot][:k], out_x=self._x[slot][:k], out_t=self._t[slot][:k])
+                else:
+                    self._window.gather(self._indices[slot][:k], self._x[slot][:k], self._t[slot][:k])
                 self._done.put(None)
             except BaseException as e:  # handed to the training thread, raised there
                 self._done.put(e)
@@ -196,3 +208,44 @@ class PrefetchLoader:
             self._todo.put(None)
             self._thread.join()
             self._thread = None
+
+
+class _BlockWindow:
+    """block-shuffle from a file: the rows of the current buffer of blocks, read once (a few long reads)
+    and then gathered from memory by every batch drawn from that buffer."""
+
+    @classmethod
+    def fits(cls, dataset, sampler, dtype):
+        """A window when sampling block-shuffle from a mapped dataset, else None."""
+        if sampler.mode == "block-shuffle" and getattr(dataset, "is_mapped", False):
+            return cls(dataset, sampler, dtype)
+        return None
+
+    def __init__(self, dataset, sampler, dtype):
+        self.dataset, self.sampler = dataset, sampler
+        span = min(sampler.batch_size * BLOCK_BUFFER, sampler.n)
+        self.rows = np.empty(span, dtype=np.intp)          # the window's row numbers, sorted
+        self.x = np.empty((span, dataset.n_features), dtype=dtype)
+        self.t = np.empty((span, *dataset.t.shape[1:]), dtype=dataset.t.dtype)
+        self.m, self.key, self.stale = 0, None, False
+
+    def note(self, indices):
+        """On the drawing thread, right after ``indices`` were drawn: move the window if they left it."""
+        s, span = self.sampler, len(self.rows)
+        start = (s.position - len(indices)) // span * span
+        key = (s.reshuffles, s.generation, start)
+        if key != self.key:
+            self.key, self.m, self.stale = key, min(start + span, s.n) - start, True
+            np.copyto(self.rows[: self.m], s.order[start : start + self.m])
+            self.rows[: self.m].sort()
+
+    def gather(self, indices, out_x, out_t):
+        """(out_x, out_t) <- the rows ``indices`` (all inside the window), reading the window first if new."""
+        m = self.m
+        if self.stale:
+            self.dataset.batch(self.rows[:m], out_x=self.x[:m], out_t=self.t[:m])
+            self.stale = False
+        where = np.searchsorted(self.rows[:m], indices)
+        np.take(self.x[:m], where, axis=0, out=out_x)
+        np.take(self.t[:m], where, axis=0, out=out_t)
+        return out_x, out_t
