@@ -12,11 +12,8 @@ import numpy as np
 from .errors import ConfigError
 
 
-class Layer:
-    """Base: no parameters, ``forward(x, train)`` and ``backward(dy, need_dx)``."""
-
-    size = 0  # how many entries of the flat parameter vector the layer takes
-    state_names = ()  # non-parameter arrays the layer keeps (BatchNorm's running averages)
+class Buffered:
+    """Keeps named arrays between calls, so the hot loop allocates nothing."""
 
     def __init__(self):
         self._buffers = {}
@@ -28,6 +25,13 @@ class Layer:
             buf = np.empty(shape, dtype=dtype)
             self._buffers[key] = buf
         return buf[: shape[0]]
+
+
+class Layer(Buffered):
+    """Base: no parameters, ``forward(x, train)`` and ``backward(dy, need_dx)``."""
+
+    size = 0  # how many entries of the flat parameter vector the layer takes
+    state_names = ()  # non-parameter arrays the layer keeps (BatchNorm's running averages)
 
     def bind(self, params, grads):
         """Take views of this layer's slice of the flat vectors (nothing for a parameter-free layer)."""

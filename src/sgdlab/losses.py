@@ -7,21 +7,13 @@ over the batch, so their gradients carry the 1/N.
 
 import numpy as np
 
+from .layers import Buffered
 
-class Loss:
+
+class Loss(Buffered):
     """Base: ``forward(y, t) -> scalar``, then ``backward() -> dL/dy`` (a reused buffer)."""
 
     name = "loss"
-
-    def __init__(self):
-        self._buffers = {}
-
-    def buffer(self, key, shape, dtype):
-        buf = self._buffers.get(key)
-        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
-            buf = np.empty(shape, dtype=dtype)
-            self._buffers[key] = buf
-        return buf[: shape[0]]
 
     def rows(self, n):
         """0..n-1, cached: the row index for picking each sample's label."""

@@ -17,6 +17,7 @@ from .checkpoint import (CHECKPOINT_NAME, atomic_path, load_checkpoint, remove_s
                          save_model, write_json_atomic)
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, RunExistsError
+from .training import Callback
 
 SUMMARY_KEYS = ("status", "best_epoch", "stopped_reason", "epochs_run", "train_accuracy", "val_accuracy",
                 "test_accuracy", "seconds")
@@ -179,29 +180,15 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     return summary
 
 
-class LiveMetrics:
-    """A callback that rewrites metrics.csv atomically at every evaluation, so readers (sgdlab board) follow the run."""
+class LiveMetrics(Callback):
+    """Rewrites metrics.csv atomically at every evaluation, so readers (sgdlab board) follow the run."""
 
     def __init__(self, path):
         self.path = path
 
-    def on_train_begin(self, trainer):
-        pass
-
     def on_evaluation(self, trainer, row):
-        from .checkpoint import atomic_path
-
         with atomic_path(self.path) as tmp:
             trainer.history.to_csv(tmp)
-
-    def on_train_end(self, trainer):
-        pass
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 def finish_run(out, config, model, history, trainer, train, val, test, pictures=True):
