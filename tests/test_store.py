@@ -385,3 +385,26 @@ def test_rows_read_from_the_file_equal_rows_in_memory(small_store):
         np.testing.assert_array_equal(ta, tb)
     got = np.concatenate([xb for xb, _ in mapped.chunks(128)])
     np.testing.assert_array_equal(got, x[:900].reshape(900, -1) * np.float32(1 / 255))
+
+
+@pytest.mark.parametrize("mode", ["shuffle", "block-shuffle", "replacement"])
+def test_checkpoint_mid_run_with_prefetch_resumes_bit_for_bit(mode):
+    from sgdlab.model import MLP
+    from sgdlab.optimizers import SGD
+    from sgdlab.training import Trainer
+
+    ds = make_blobs(n_samples=450, n_classes=3, n_features=2, seed=0)
+    saved = []
+
+    def trainer(**kw):
+        return Trainer(MLP([2, 16, 3], seed=0), ds, SGD(lr=0.1), batch_size=32, iterations=60, sampling=mode,
+                       progress=False, prefetch=True, **kw)
+
+    straight = trainer(checkpoint=lambda t: saved.append(t.state_dict()) if t.iteration == 37 else None,
+                       checkpoint_every=37)
+    straight.run()                                             # the checkpoint is taken with batch 38 in flight
+    resumed = trainer()
+    resumed.load_state_dict(saved[0])
+    resumed.run()
+    assert saved[0]["iteration"] == 37 and resumed.iteration == 60
+    np.testing.assert_array_equal(straight.model.params, resumed.model.params)
