@@ -29,7 +29,7 @@ from sgdlab.optimizers import SGD, Momentum
 from sgdlab.run import train_run
 from sgdlab.training import Trainer
 
-RUN = ["--dataset", "spirals", "--layers", "32,32", "--iterations", "900", "--batch-size", "16",
+RUN = ["--dataset", "spirals", "--layers", "32,32", "--iterations", "2500", "--batch-size", "16",
        "--checkpoint-every", "5", "--eval-every", "25", "--early-stopping", "8", "--optimizer", "momentum",
        "--seed", "5", "--quiet"]
 
@@ -74,7 +74,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
             assert f"resume with: sgdlab train --resume {out}" in stdout
             assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
         progress.append(checkpoint_iteration(out))
-    assert progress == sorted(progress) and 0 < progress[0] and progress[-1] < 900, progress
+    assert progress == sorted(progress) and 0 < progress[0] and progress[-1] < 2500, progress
     done = start("--resume", out, "--quiet")
     stdout, stderr = done.communicate(timeout=300)
     assert done.returncode == 0, stderr
