@@ -305,3 +305,14 @@ def test_numerical_error_demo_shows_the_v(tmp_path):
     assert result["min_error_central"] < 1e-9
     assert result["best_h_forward"] < result["best_h_central"]
     assert result["complex_error_at_1e-20"] < 1e-14
+
+
+def test_gradient_check_passes_a_tensor_whose_true_gradient_is_zero():
+    """The Dense bias right before BatchNorm has gradient exactly 0: both sides are rounding noise."""
+    model = MLP([5, 6, 3], batch_norm=True, dtype=np.float64, seed=0)
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
+    report = gradient_check(model, x, t)
+    bias = report["0:Dense.b"]
+    assert bias.max_rel_error > 1e-3 and bias.max_abs_error < 1e-8  # noise / noise
+    assert bias.passed and report.passed
