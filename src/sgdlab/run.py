@@ -169,7 +169,8 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
         write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
     with threadpool_limits(limits=config.threads), stop_on_signals(trainer) as received:
         history = trainer.run()
-    summary = finish_run(out, config, model, history, trainer, train, val, test, pictures=pictures)
+        # still under the handlers: a signal now lets the last files be written whole
+        summary = finish_run(out, config, model, history, trainer, train, val, test, pictures=pictures)
     if received:
         summary["signal"] = received[0]
     if history.status == "interrupted":
