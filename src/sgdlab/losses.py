@@ -22,6 +22,15 @@ class Loss(Buffered):
             r = self._buffers["rows"] = np.arange(max(n, 1))
         return r[:n]
 
+    def minus_targets(self, y, t, out):
+        """out = y - t, integer labels t read as one-hot rows."""
+        if t.ndim == 1:
+            np.copyto(out, y)
+            out[self.rows(out.shape[0]), t] -= 1
+        else:
+            np.subtract(y, t.reshape(y.shape), out=out)
+        return out
+
 
 class SoftmaxCrossEntropy(Loss):
     """L = mean_i( logsumexp(z_i) - z_i[t_i] ), computed by log-sum-exp (no epsilon in a log).
@@ -53,12 +62,7 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self):
         p, t = self.p, self.t
         n = p.shape[0]
-        dz = self.buffer("dz", p.shape, p.dtype)
-        if t.ndim == 1:
-            np.copyto(dz, p)
-            dz[self.rows(n), t] -= 1
-        else:
-            np.subtract(p, t, out=dz)
+        dz = self.minus_targets(p, t, self.buffer("dz", p.shape, p.dtype))
         dz *= 1.0 / n
         return dz
 
@@ -79,13 +83,7 @@ class MeanSquaredError(Loss):
 
     def forward(self, y, t):
         n = y.shape[0]
-        d = self.buffer("d", y.shape, y.dtype)
-        if t.ndim == 1:
-            np.copyto(d, y)
-            d[self.rows(n), t] -= 1
-        else:
-            np.subtract(y, t.reshape(y.shape), out=d)
-        self.d = d
+        d = self.d = self.minus_targets(y, t, self.buffer("d", y.shape, y.dtype))
         flat = d.ravel()
         return 0.5 * np.dot(flat, flat) / n
 
