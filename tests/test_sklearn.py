@@ -236,7 +236,7 @@ def test_partial_fit_errors(digits):
     (dict(solver="lbfgs"), "solver='lbfgs' is unknown: use one of sgd, adam"),
     (dict(activation="softmax"), "activation='softmax' is unknown: use one of identity, logistic, tanh, relu"),
     (dict(hidden_layer_sizes=(10, 0)), r"hidden_layer_sizes=\(10, 0\) is not allowed"),
-    (dict(learning_rate_init=0.0), "learning_rate_init=0.0 is not allowed: use 0 < learning_rate_init"),
+    (dict(learning_rate_init=0.0), "learning_rate_init=0.0 is not allowed: use a number > 0"),
     (dict(batch_size=0), "batch_size=0 is not allowed: use a whole number >= 1"),
     (dict(dtype="float16"), "dtype='float16' is unknown: use one of auto, float32, float64"),
     (dict(momentum=1.5), "momentum=1.5 is not allowed"),

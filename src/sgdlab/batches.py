@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, check_whole_number
 
 SAMPLING = ("shuffle", "replacement", "block-shuffle")
 BLOCK_BUFFER = 16  # block-shuffle: blocks whose rows are shuffled together
@@ -32,8 +32,7 @@ class BatchSampler:
     def __init__(self, n, batch_size, mode="shuffle", seed=0):
         if mode not in SAMPLING:
             raise ConfigError(f"sampling={mode!r} is unknown: use {' or '.join(SAMPLING)}")
-        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-            raise ConfigError(f"batch_size={batch_size!r} is not allowed: use a whole number >= 1")
+        check_whole_number("batch_size", batch_size)
         if batch_size > n:
             raise ConfigError(f"batch_size={batch_size} is larger than the {n} training samples: use at most {n}")
         self.n, self.batch_size, self.mode = int(n), int(batch_size), mode

@@ -2,11 +2,10 @@
 
 import dataclasses
 import json
-import math
 import tomllib
 from dataclasses import dataclass, fields
 
-from .errors import ConfigError
+from .errors import ConfigError, check_number, check_whole_number
 
 CHOICES = {
     "activation": ("relu", "sigmoid", "tanh"),
@@ -66,24 +65,24 @@ class TrainConfig:
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is unknown: choose one of {', '.join(allowed)}")
         self.layers = _parse_layers(self.layers)
-        _check_number("lr", self.lr, low=0, low_open=True)
-        _check_number("momentum", self.momentum, low=0, high=1, high_open=True)
-        _check_int("batch_size", self.batch_size, low=1)
-        _check_int("epochs", self.epochs, low=1)
-        _check_int("iterations", self.iterations, low=1, optional=True)
-        _check_number("weight_decay", self.weight_decay, low=0)
-        _check_number("clip_norm", self.clip_norm, low=0, low_open=True, optional=True)
-        _check_int("patience", self.patience, low=1, optional=True)
-        _check_number("min_delta", self.min_delta, low=0)
-        _check_int("start_from_epoch", self.start_from_epoch, low=0)
-        _check_number("dropout", self.dropout, low=0, high=1, high_open=True)
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("momentum", self.momentum, low=0, high=1, high_open=True)
+        check_whole_number("batch_size", self.batch_size, low=1)
+        check_whole_number("epochs", self.epochs, low=1)
+        check_whole_number("iterations", self.iterations, low=1, optional=True)
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_number("clip_norm", self.clip_norm, low=0, low_open=True, optional=True)
+        check_whole_number("patience", self.patience, low=1, optional=True)
+        check_number("min_delta", self.min_delta, low=0)
+        check_whole_number("start_from_epoch", self.start_from_epoch, low=0)
+        check_number("dropout", self.dropout, low=0, high=1, high_open=True)
         if not isinstance(self.batch_norm, bool):
             raise ConfigError(f"batch_norm={self.batch_norm!r} is not allowed: use true or false")
-        _check_int("eval_every", self.eval_every, low=1, optional=True)
-        _check_int("seed", self.seed, low=0)
-        _check_number("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
-        _check_int("threads", self.threads, low=1, optional=True)
-        _check_int("checkpoint_every", self.checkpoint_every, low=1, optional=True)
+        check_whole_number("eval_every", self.eval_every, low=1, optional=True)
+        check_whole_number("seed", self.seed, low=0)
+        check_number("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_whole_number("threads", self.threads, low=1, optional=True)
+        check_whole_number("checkpoint_every", self.checkpoint_every, low=1, optional=True)
         if not isinstance(self.restore_best, bool):
             raise ConfigError(f"restore_best={self.restore_best!r} is not allowed: use true or false")
         if not isinstance(self.prefetch, bool):
@@ -149,25 +148,3 @@ def _parse_layers(value):
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
             raise ConfigError(f"layers={list(sizes)!r} is not allowed: every hidden size must be a whole number >= 1")
     return sizes
-
-
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False, optional=False):
-    if value is None and optional:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        rule = " and ".join(r for r in (lo, hi) if r)
-        raise ConfigError(f"{name}={value!r} is not allowed: use a number {rule}")
-
-
-def _check_int(name, value, low, optional=False):
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}={value!r} is not allowed: use a whole number >= {low}")

@@ -14,11 +14,10 @@ iterations_per_epoch, total_iterations)`` gives the lr for an iteration and
 
 import inspect
 import math
-import numbers
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, check_number, check_whole_number
 
 __all__ = [
     "Optimizer",
@@ -41,30 +40,6 @@ __all__ = [
     "SCHEDULES",
     "make_schedule",
 ]
-
-
-def _number(name, value, low=None, high=None, low_open=False, high_open=False):
-    """``value`` as a float if it is a finite real inside the bounds, else ConfigError naming both."""
-    parts = []
-    if low is not None:
-        parts.append(f"{low} {'<' if low_open else '<='} {name}")
-    if high is not None:
-        parts.append(f"{name} {'<' if high_open else '<='} {high}")
-    allowed = " and ".join(parts) if parts else "a finite number"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        raise ConfigError(f"{name}={value!r} is not allowed: use {allowed}")
-    return float(value)
-
-
-def _integer(name, value, low):
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low):
-        raise ConfigError(f"{name}={value!r} is not allowed: use an integer >= {low}")
-    return int(value)
 
 
 def _settings_of(cls, skip):
@@ -99,7 +74,7 @@ class Optimizer:
     buffers = ()  # state arrays, the shape of params, made at the first update
 
     def __init__(self, lr):
-        self.lr = _number("lr", lr, low=0, low_open=True)
+        self.lr = check_number("lr", lr, low=0, low_open=True)
         self.step = 0
         self._scratch = None
         for b in self.buffers:
@@ -156,8 +131,8 @@ class Optimizer:
         if missing:
             raise ConfigError(f"{self.name} state lacks {', '.join(missing)}")
         checked = type(self)(lr=1.0, **{h: state[h] for h in self.hyper})
-        lr = _number("lr", state["lr"], low=0)  # a schedule may have driven it to 0
-        step = _integer("step", state.get("step", 0), 0)
+        lr = check_number("lr", state["lr"], low=0)  # a schedule may have driven it to 0
+        step = check_whole_number("step", state.get("step", 0), 0)
         buffers = {b: None if state[b] is None else np.array(state[b], copy=True) for b in self.buffers}
         self.lr, self.step = lr, step
         for h in self.hyper:
@@ -179,7 +154,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.01, weight_decay=0.0):
         super().__init__(lr)
-        self.weight_decay = _number("weight_decay", weight_decay, low=0)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -206,7 +181,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
-        self.momentum = _number("momentum", momentum, low=0, high=1, high_open=True)
+        self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -226,7 +201,7 @@ class Nesterov(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
-        self.momentum = _number("momentum", momentum, low=0, high=1, high_open=True)
+        self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -248,7 +223,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr=0.01, eps=1e-8):
         super().__init__(lr)
-        self.eps = _number("eps", eps, low=0, low_open=True)
+        self.eps = check_number("eps", eps, low=0, low_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -271,8 +246,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr=0.01, alpha=0.99, eps=1e-8):
         super().__init__(lr)
-        self.alpha = _number("alpha", alpha, low=0, high=1, high_open=True)
-        self.eps = _number("eps", eps, low=0, low_open=True)
+        self.alpha = check_number("alpha", alpha, low=0, high=1, high_open=True)
+        self.eps = check_number("eps", eps, low=0, low_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -294,8 +269,8 @@ def _betas(betas):
     except (TypeError, ValueError):
         raise ConfigError(f"betas={betas!r} is not allowed: use two numbers (beta1, beta2), each in [0, 1)") from None
     return (
-        _number("beta1", beta1, low=0, high=1, high_open=True),
-        _number("beta2", beta2, low=0, high=1, high_open=True),
+        check_number("beta1", beta1, low=0, high=1, high_open=True),
+        check_number("beta2", beta2, low=0, high=1, high_open=True),
     )
 
 
@@ -312,7 +287,7 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(lr)
         self.betas = _betas(betas)
-        self.eps = _number("eps", eps, low=0, low_open=True)
+        self.eps = check_number("eps", eps, low=0, low_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -344,7 +319,7 @@ class AdamW(Adam):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(lr, betas, eps)
-        self.weight_decay = _number("weight_decay", weight_decay, low=0)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -373,7 +348,7 @@ def clip_grad_norm(grads, max_norm):
 
     A non-finite norm (NaN/inf in grads) is returned with grads left alone, so the caller sees the divergence.
     """
-    max_norm = _number("max_norm", max_norm, low=0, low_open=True)
+    max_norm = check_number("max_norm", max_norm, low=0, low_open=True)
     with np.errstate(over="ignore"):
         norm = math.sqrt(float(np.dot(grads, grads)))
     if math.isinf(norm):  # the sum of squares overflowed the dtype: rescale first (rare path)
@@ -396,7 +371,7 @@ class Schedule:
     hyper = ()  # settings besides base_lr (constructor keywords too)
 
     def __init__(self, base_lr):
-        self.base_lr = _number("base_lr", base_lr, low=0, low_open=True)
+        self.base_lr = check_number("base_lr", base_lr, low=0, low_open=True)
 
     def lr_at(self, iteration, iterations_per_epoch, total_iterations):
         raise NotImplementedError
@@ -451,8 +426,8 @@ class StepDecay(Schedule):
 
     def __init__(self, base_lr, step_epochs=10, gamma=0.1):
         super().__init__(base_lr)
-        self.step_epochs = _integer("step_epochs", step_epochs, 1)
-        self.gamma = _number("gamma", gamma, low=0, high=1, low_open=True)
+        self.step_epochs = check_whole_number("step_epochs", step_epochs, 1)
+        self.gamma = check_number("gamma", gamma, low=0, high=1, low_open=True)
 
     def lr_at(self, iteration, iterations_per_epoch, total_iterations):
         return self.base_lr * self.gamma ** (self._epoch(iteration, iterations_per_epoch) // self.step_epochs)
@@ -466,7 +441,7 @@ class Exponential(Schedule):
 
     def __init__(self, base_lr, gamma=0.95):
         super().__init__(base_lr)
-        self.gamma = _number("gamma", gamma, low=0, high=1, low_open=True)
+        self.gamma = check_number("gamma", gamma, low=0, high=1, low_open=True)
 
     def lr_at(self, iteration, iterations_per_epoch, total_iterations):
         return self.base_lr * self.gamma ** self._epoch(iteration, iterations_per_epoch)
@@ -484,8 +459,8 @@ class Cosine(Schedule):
 
     def __init__(self, base_lr, min_lr=0.0, warmup_iterations=0):
         super().__init__(base_lr)
-        self.min_lr = _number("min_lr", min_lr, low=0, high=self.base_lr)
-        self.warmup_iterations = _integer("warmup_iterations", warmup_iterations, 0)
+        self.min_lr = check_number("min_lr", min_lr, low=0, high=self.base_lr)
+        self.warmup_iterations = check_whole_number("warmup_iterations", warmup_iterations, 0)
 
     def lr_at(self, iteration, iterations_per_epoch, total_iterations):
         self._epoch(iteration, iterations_per_epoch)
@@ -513,13 +488,13 @@ class ReduceOnPlateau(Schedule):
 
     def __init__(self, base_lr, factor=0.1, patience=3, min_delta=0.0, mode="min", min_lr=0.0):
         super().__init__(base_lr)
-        self.factor = _number("factor", factor, low=0, high=1, low_open=True, high_open=True)
-        self.patience = _integer("patience", patience, 0)
-        self.min_delta = _number("min_delta", min_delta, low=0)
+        self.factor = check_number("factor", factor, low=0, high=1, low_open=True, high_open=True)
+        self.patience = check_whole_number("patience", patience, 0)
+        self.min_delta = check_number("min_delta", min_delta, low=0)
         if mode not in ("min", "max"):
             raise ConfigError(f"mode={mode!r} is not allowed: use 'min' or 'max'")
         self.mode = mode
-        self.min_lr = _number("min_lr", min_lr, low=0, high=self.base_lr)
+        self.min_lr = check_number("min_lr", min_lr, low=0, high=self.base_lr)
         self.lr = self.base_lr
         self.best = None  # None until the first observation (JSON-friendly, unlike inf)
         self.bad_observations = 0
@@ -552,9 +527,9 @@ class ReduceOnPlateau(Schedule):
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.lr = _number("lr", state["lr"], low=0)
+        self.lr = check_number("lr", state["lr"], low=0)
         self.best = None if state["best"] is None else float(state["best"])
-        self.bad_observations = _integer("bad_observations", state["bad_observations"], 0)
+        self.bad_observations = check_whole_number("bad_observations", state["bad_observations"], 0)
 
 
 SCHEDULES = {cls.name: cls for cls in (Constant, StepDecay, Exponential, Cosine, ReduceOnPlateau)}

@@ -24,10 +24,10 @@ from sklearn.utils import shuffle as shuffle_rows
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, check_number, check_whole_number
 from .layers import Dense, Sigmoid, ReLU, Tanh
 from .model import EVAL_CHUNK, Sequential
-from .optimizers import SGD, Momentum, Optimizer, _number
+from .optimizers import SGD, Momentum, Optimizer
 
 __all__ = ["MLPClassifier", "MLPRegressor", "SklearnNesterov", "SklearnAdam"]
 
@@ -50,7 +50,7 @@ class SklearnNesterov(Optimizer):
 
     def __init__(self, lr=0.001, momentum=0.9):
         super().__init__(lr)
-        self.momentum = _number("momentum", momentum, low=0, high=1)
+        self.momentum = check_number("momentum", momentum, low=0, high=1)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -75,9 +75,9 @@ class SklearnAdam(Optimizer):
 
     def __init__(self, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
         super().__init__(lr)
-        self.beta_1 = _number("beta_1", beta_1, low=0, high=1, high_open=True)
-        self.beta_2 = _number("beta_2", beta_2, low=0, high=1, high_open=True)
-        self.epsilon = _number("epsilon", epsilon, low=0, low_open=True)
+        self.beta_1 = check_number("beta_1", beta_1, low=0, high=1, high_open=True)
+        self.beta_2 = check_number("beta_2", beta_2, low=0, high=1, high_open=True)
+        self.epsilon = check_number("epsilon", epsilon, low=0, low_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -100,11 +100,6 @@ class SklearnAdam(Optimizer):
 def _check_choice(name, value, allowed):
     if not (isinstance(value, str) and value in allowed):
         raise ConfigError(f"{name}={value!r} is unknown: use one of {', '.join(allowed)}")
-
-
-def _check_int(name, value, low):
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low):
-        raise ConfigError(f"{name}={value!r} is not allowed: use a whole number >= {low}")
 
 
 class _BaseMLP(BaseEstimator):
@@ -158,16 +153,16 @@ class _BaseMLP(BaseEstimator):
         _check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
         _check_choice("gradient", self.gradient, ("backprop", "numerical"))
         _check_choice("dtype", self.dtype, DTYPES)
-        _number("alpha", self.alpha, low=0)
-        _number("learning_rate_init", self.learning_rate_init, low=0, low_open=True)
-        _number("power_t", self.power_t, low=0)
-        _number("tol", self.tol, low=0)
-        _number("momentum", self.momentum, low=0, high=1)
-        _number("validation_fraction", self.validation_fraction, low=0, high=1, high_open=True)
-        _check_int("max_iter", self.max_iter, 1)
-        _check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        check_number("alpha", self.alpha, low=0)
+        check_number("learning_rate_init", self.learning_rate_init, low=0, low_open=True)
+        check_number("power_t", self.power_t, low=0)
+        check_number("tol", self.tol, low=0)
+        check_number("momentum", self.momentum, low=0, high=1)
+        check_number("validation_fraction", self.validation_fraction, low=0, high=1, high_open=True)
+        check_whole_number("max_iter", self.max_iter, 1)
+        check_whole_number("n_iter_no_change", self.n_iter_no_change, 1)
         if self.batch_size != "auto":
-            _check_int("batch_size", self.batch_size, 1)
+            check_whole_number("batch_size", self.batch_size, 1)
 
     def _make_optimizer(self):
         if self.solver == "adam":

@@ -35,7 +35,7 @@ import numpy as np
 
 from .checkpoint import write_json_atomic
 from .config import TrainConfig
-from .errors import ConfigError, RunExistsError, SgdlabError
+from .errors import ConfigError, RunExistsError, SgdlabError, check_whole_number
 
 DIVERGED_FACTOR = 10.0
 STATUS_ORDER = {"ok": 0, "too slow": 1, "diverged": 2, "failed": 3}
@@ -191,8 +191,7 @@ class SearchSpace:
 
 def build_space(settings, trials=8, grid=False, seed=0):
     """From {field: text} (CLI flags, --set) to (fixed settings dict, SearchSpace)."""
-    if not (isinstance(trials, int) and trials >= 1):
-        raise ConfigError(f"trials={trials!r} is not allowed: use a whole number >= 1")
+    check_whole_number("trials", trials)
     if grid and trials < 2 and any(isinstance(parse_values(n, t), Dimension) and parse_values(n, t).is_range
                                    for n, t in settings.items()):
         raise ConfigError(f"trials={trials} is too few for --grid: a grid needs both ends, use --trials >= 2")
@@ -691,10 +690,8 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
     stream = None if quiet else sys.stdout
     fixed, space = build_space(settings, trials=trials, grid=grid, seed=sweep_seed)
     base = TrainConfig.from_dict({**(base_values or {}), **fixed})
-    if workers is not None and not (isinstance(workers, int) and workers >= 1):
-        raise ConfigError(f"workers={workers!r} is not allowed: use a whole number >= 1")
-    if final_epochs is not None and not (isinstance(final_epochs, int) and final_epochs >= 1):
-        raise ConfigError(f"final_epochs={final_epochs!r} is not allowed: use a whole number >= 1")
+    check_whole_number("workers", workers, optional=True)
+    check_whole_number("final_epochs", final_epochs, optional=True)
     final_epochs = final_epochs or max(base.epochs, TrainConfig.epochs)
     if range_test:
         if space.dimensions:

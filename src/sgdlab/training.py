@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from .batches import BatchLoader, BatchSampler, PrefetchLoader
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError, check_whole_number
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 GRADIENTS = ("backprop", "numerical")
@@ -118,8 +118,7 @@ class EarlyStopping(Callback):
             mode = "min" if monitor.endswith("loss") else "max"
         if mode not in ("min", "max"):
             raise ConfigError(f"mode={mode!r} is unknown: use 'min', 'max' or 'auto'")
-        if isinstance(patience, bool) or not (isinstance(patience, int) and patience >= 1):
-            raise ConfigError(f"patience={patience!r} is not allowed: use a whole number >= 1")
+        check_whole_number("patience", patience)
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
             raise ConfigError(f"min_delta={min_delta!r} is not allowed: use a number >= 0")
         if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, (int, float)) \
@@ -248,18 +247,14 @@ class Trainer:
         self.loader = (PrefetchLoader if prefetch else BatchLoader)(train, self.sampler, dtype=model.params.dtype)
         self.iterations_per_epoch = self.sampler.iterations_per_epoch
         if iterations is not None:
-            if not (isinstance(iterations, int) and iterations >= 1):
-                raise ConfigError(f"iterations={iterations!r} is not allowed: use a whole number >= 1")
+            check_whole_number("iterations", iterations)
             self.total_iterations = iterations
         else:
-            if not (isinstance(epochs, int) and epochs >= 1):
-                raise ConfigError(f"epochs={epochs!r} is not allowed: use a whole number >= 1")
+            check_whole_number("epochs", epochs)
             self.total_iterations = epochs * self.iterations_per_epoch
-        if eval_every is not None and not (isinstance(eval_every, int) and eval_every >= 1):
-            raise ConfigError(f"eval_every={eval_every!r} is not allowed: use a whole number >= 1")
+        check_whole_number("eval_every", eval_every, optional=True)
         self.eval_every = eval_every or self.iterations_per_epoch
-        if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
-            raise ConfigError(f"checkpoint_every={checkpoint_every!r} is not allowed: use a whole number >= 1")
+        check_whole_number("checkpoint_every", checkpoint_every, optional=True)
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every  # checkpoint(trainer) writes one
         self.history = History()
         self.iteration = 0
