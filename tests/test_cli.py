@@ -142,3 +142,18 @@ def test_default_train_is_the_main_job_on_mnist(tmp_path):
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert summary["test_accuracy"] >= 0.975, summary
     assert len(read_metrics(runs[0])) == 15
+
+
+@pytest.mark.parametrize("patience", [None, 1])
+def test_summary_accuracies_are_those_of_the_saved_model(tmp_path, patience):
+    """Without a restore the last evaluation is reused; after restore_best the restored model is measured."""
+    from sgdlab.config import TrainConfig
+    from sgdlab.run import load_splits, train_run
+
+    config = TrainConfig(dataset="spirals", layers=(16,), optimizer="sgd", lr=2.0, batch_size=10, epochs=12,
+                         patience=patience)
+    summary = train_run(config, tmp_path / "run", quiet=True, pictures=False)
+    train, val, _ = load_splits(config)
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    assert summary["train_accuracy"] == pytest.approx(model.evaluate(train)[1], abs=1e-12)
+    assert summary["val_accuracy"] == pytest.approx(model.evaluate(val)[1], abs=1e-12)

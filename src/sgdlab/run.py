@@ -13,6 +13,8 @@ import sys
 import threading
 from contextlib import contextmanager
 
+import numpy as np
+
 from .checkpoint import (CHECKPOINT_NAME, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          save_model, write_json_atomic)
 from .config import TrainConfig
@@ -196,9 +198,14 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
     """Evaluate the final (possibly restored) model and write metrics, summary, model and plots."""
     from .training import overfitting_onset
 
-    history.to_csv(os.path.join(out, "metrics.csv"))
-    _, train_acc = model.evaluate(train)
-    val_acc = model.evaluate(val)[1] if val is not None else None
+    with atomic_path(os.path.join(out, "metrics.csv")) as tmp:
+        history.to_csv(tmp)
+    last = history.rows[-1] if history.rows else None
+    if last and last["iteration"] == trainer.iteration and np.array_equal(model.params, trainer.last_good_params):
+        train_acc, val_acc = last["train_acc"], last["val_acc"]  # the model the last evaluation measured
+    else:
+        _, train_acc = model.evaluate(train)
+        val_acc = model.evaluate(val)[1] if val is not None else None
     test_loss, test_acc = model.evaluate(test) if test is not None else (None, None)
     summary = {
         "status": history.status,
