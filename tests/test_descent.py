@@ -136,14 +136,14 @@ def test_bad_input_is_one_line_naming_the_value(kwargs, message):
 def drawn(monkeypatch):
     """Every Figure a demo saves, beside the file it was saved to."""
     figures = []
-    save = demos._save
+    save = demos.save_figure
 
     def recording_save(fig, out_dir, name):
         path = save(fig, out_dir, name)
         figures.append((fig, path))
         return path
 
-    monkeypatch.setattr(demos, "_save", recording_save)
+    monkeypatch.setattr(demos, "save_figure", recording_save)
     return figures
 
 

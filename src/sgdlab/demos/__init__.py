@@ -6,6 +6,8 @@ numbers it shows (so tests can assert them).  ``quick`` shortens long runs.
 """
 
 import importlib
+import os
+import sys
 
 from ..errors import ConfigError
 
@@ -30,3 +32,33 @@ def get_demo(name):
         return getattr(module, function)
     except (ImportError, AttributeError):
         raise ConfigError(f"demo {name!r} is not available in this version of sgdlab") from None
+
+
+def save_figure(fig, out_dir, name):
+    """Write ``fig`` as out_dir/name (PNG) and return the path."""
+    path = os.path.join(os.fspath(out_dir), name)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def has_display():
+    """True where a window could open (macOS, Windows, or an X11/Wayland display)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def show_figures(paths, show):
+    """Open the saved PNGs with pyplot when asked and a display exists; otherwise do nothing."""
+    if not show or not has_display():
+        return
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.switch_backend("TkAgg")
+        for path in paths:
+            plt.figure(os.path.basename(path))
+            plt.imshow(plt.imread(path))
+            plt.axis("off")
+        plt.show()
+    except Exception:  # a missing GUI toolkit must not fail a demo whose files are written
+        pass

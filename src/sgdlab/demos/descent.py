@@ -9,7 +9,8 @@ import numpy as np
 
 from ..descent import minimize
 from ..optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_optimizer
-from .gradients import _save, _show, tutorial_function
+from . import save_figure, show_figures
+from .gradients import tutorial_function
 
 COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
 
@@ -91,8 +92,8 @@ def lr_effects(out_dir, show=False, quick=False):
     right.grid(alpha=0.3, which="both")
     right.legend(fontsize=8)
     fig.suptitle("Learning-rate effects on f(x0, x1) = x0² + x1²")
-    files = [_save(fig, out_dir, "lr_effects.png")]
-    _show(files, show)
+    files = [save_figure(fig, out_dir, "lr_effects.png")]
+    show_figures(files, show)
     runs = {name: {"lr": LEARNING_RATES[name], "final_x": path.x.tolist(), "final_loss": path.f,
                    "start_loss": float(path.values[0]), "moved": float(path.distances(LR_START)[-1]),
                    "diverged": path.diverged} for name, path in paths.items()}
@@ -115,7 +116,7 @@ def optimizers(out_dir, show=False, quick=False):
         ax.set_title(f"{name}: f = {path.f:.3g} after {BOWL_STEPS} steps", fontsize=10)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle("Update rules on f(x, y) = x²/20 + y² (the textbook's comparison)")
-    files = [_save(fig, out_dir, "optimizers_paths.png")]
+    files = [save_figure(fig, out_dir, "optimizers_paths.png")]
 
     fig = _figure(7.5, 4.5)
     ax = fig.subplots()
@@ -126,8 +127,8 @@ def optimizers(out_dir, show=False, quick=False):
     ax.set_title("Loss per step on x²/20 + y²")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    files.append(_save(fig, out_dir, "optimizers_loss.png"))
-    _show(files, show)
+    files.append(save_figure(fig, out_dir, "optimizers_loss.png"))
+    show_figures(files, show)
     runs = {name: {"lr": BOWL_OPTIMIZERS[name]().lr, "final_x": path.x.tolist(), "final_loss": path.f,
                    "diverged": path.diverged} for name, path in paths.items()}
     return {"files": files, "start": list(BOWL_START), "steps": BOWL_STEPS, "runs": runs}
@@ -169,8 +170,8 @@ def local_minima(out_dir, show=False, quick=False):
     right.legend(fontsize=8)
     right.grid(alpha=0.3)
     fig.suptitle("A local minimum: plain gradient descent stalls, Momentum escapes")
-    files = [_save(fig, out_dir, "local_minima.png")]
-    _show(files, show)
+    files = [save_figure(fig, out_dir, "local_minima.png")]
+    show_figures(files, show)
     runs = {name: {"final_x": float(path.x[0]), "final_loss": path.f, "minimum": basin(path.x[0]),
                    "leftmost_x": float(path.points[:, 0].min())} for name, path in paths.items()}
     return {"files": files, "start": MINIMA_START, "lr": MINIMA_LR, "momentum": MINIMA_MOMENTUM,
@@ -208,8 +209,8 @@ def mnist_optimizers(out_dir, show=False, quick=False):
                  f"({iterations * MNIST_BATCH / len(data.train.x):.3g} epochs), same batches for all")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    files = [_save(fig, out_dir, "mnist_optimizers.png")]
-    _show(files, show)
+    files = [save_figure(fig, out_dir, "mnist_optimizers.png")]
+    show_figures(files, show)
     runs = {name: {"lr": MNIST_LRS[name], "train_loss": float(history.rows[-1]["train_loss"]),
                    "train_accuracy": float(history.rows[-1]["train_acc"]),
                    "first_loss": float(history.iteration_loss[0]), "status": history.status}

@@ -1,40 +1,10 @@
 """Pictures of step 2: the gradient field of f(x0, x1) = x0² + x1², and how the error of a
 numerical derivative depends on h (truncation against rounding: the V)."""
 
-import os
-import sys
-
 import numpy as np
 
 from ..gradients import EPS, numerical_gradient
-
-
-def _save(fig, out_dir, name):
-    path = os.path.join(os.fspath(out_dir), name)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def _has_display():
-    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _show(paths, show):
-    """Open the saved PNGs with pyplot when asked and a display exists; otherwise do nothing."""
-    if not show or not _has_display():
-        return
-    try:
-        import matplotlib.pyplot as plt
-
-        plt.switch_backend("TkAgg")
-        for path in paths:
-            plt.figure(os.path.basename(path))
-            plt.imshow(plt.imread(path))
-            plt.axis("off")
-        plt.show()
-    except Exception:  # a missing GUI toolkit must not fail a demo whose files are written
-        pass
+from . import save_figure, show_figures
 
 
 def tutorial_function(x):
@@ -79,8 +49,8 @@ def gradient_field(out_dir, show=False, quick=False):
     field.set_title("The negative gradient points to the minimum")
     field.legend(loc="upper right", fontsize=8)
     field.grid(alpha=0.3)
-    path = _save(fig, out_dir, "gradient_field.png")
-    _show([path], show)
+    path = save_figure(fig, out_dir, "gradient_field.png")
+    show_figures([path], show)
     return {"files": [path], "grid_points": int(len(points)), "max_error": max_error,
             "fraction_pointing_to_minimum": float(np.mean(toward)), "gradient_at_3_4": at_3_4.tolist()}
 
@@ -152,8 +122,8 @@ def numerical_error(out_dir, show=False, quick=False):
     ax2.set_title("The whole gradient of a 2-8-3 MLP (spirals, 60 samples)")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3, which="both")
-    path = _save(fig, out_dir, "numerical_error.png")
-    _show([path], show)
+    path = save_figure(fig, out_dir, "numerical_error.png")
+    show_figures([path], show)
     at_1e_16 = int(np.argmin(np.abs(np.log10(hs) + 16)))
     return {"files": [path], "h": hs.tolist(), "forward_error": forward.tolist(), "central_error": central.tolist(),
             "complex_h": complex_hs.tolist(), "complex_error": complex_step.tolist(),

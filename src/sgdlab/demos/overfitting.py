@@ -28,7 +28,7 @@ def overfitting(out_dir, show=False, quick=False, seed=0):
     from threadpoolctl import threadpool_limits
 
     from ..data import load_mnist
-    from .gradients import _show
+    from . import show_figures
 
     mnist = load_mnist()
     train = mnist.train.subset(np.arange(N_TRAIN))
@@ -50,7 +50,7 @@ def overfitting(out_dir, show=False, quick=False, seed=0):
     _draw(histories, results, early).savefig(path, dpi=110)
     if show:
         _print(results, early, epochs)
-        _show([path], show)
+        show_figures([path], show)
     return {"files": [path], "epochs": epochs, "n_train": N_TRAIN, "variants": results, "early_stopping": early}
 
 
