@@ -5,6 +5,8 @@ import hashlib
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -237,6 +239,15 @@ def test_load_digits_splits():
     assert 0 <= s.train.x.min() and s.train.x.max() == 1.0
     s2 = load_digits(seed=0)
     np.testing.assert_array_equal(s.val.t, s2.val.t)
+
+
+def test_load_digits_reads_sklearns_file_without_importing_sklearn():
+    code = ("import sys; from sgdlab.data.datasets import _digits_arrays; x, t = _digits_arrays(); "
+            "assert 'sklearn' not in sys.modules; "
+            "from sklearn.datasets import load_digits; b = load_digits(); "
+            "assert (x == b.data).all() and (t == b.target).all() and x.shape == (1797, 64); print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
 
 
 def test_train_val_split_is_seeded_and_disjoint():

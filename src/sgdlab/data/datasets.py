@@ -452,14 +452,32 @@ _SYNTHETIC = {"spirals": make_spirals, "blobs": make_blobs, "circles": make_circ
 
 # ---------------------------------------------------------------- bundled digits
 
+def _digits_arrays():
+    """(pixels 0..16 as float64, labels) from the digits.csv.gz inside scikit-learn's package.
+
+    Read with NumPy: importing scikit-learn takes over a second, longer than training on
+    the digits (and every sweep worker would pay it).  ``sklearn.datasets.load_digits``
+    is the fallback should the file ever move.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise DataError("load_digits needs scikit-learn, which is not installed: "
+                        "pip install scikit-learn (or sgdlab[sklearn])")
+    for folder in spec.submodule_search_locations or ():
+        path = os.path.join(folder, "datasets", "data", "digits.csv.gz")
+        if os.path.exists(path):
+            data = np.loadtxt(path, delimiter=",")
+            return data[:, :-1], data[:, -1]
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    return bunch.data, bunch.target
+
+
 def load_digits(val_fraction=0.2, test_fraction=0.2, seed=0) -> Splits:
     """scikit-learn's bundled 8x8 digits (1797 samples, 64 features = pixels / 16 in [0, 1]), split seeded."""
-    try:
-        from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError as e:
-        raise DataError("load_digits needs scikit-learn, which is not installed: "
-                        "pip install scikit-learn (or sgdlab[sklearn])") from e
-    bunch = sk_load_digits()
-    ds = Dataset((bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64), n_classes=10,
-                 name="digits")
+    x, t = _digits_arrays()
+    ds = Dataset((x / 16.0).astype(np.float32), t.astype(np.int64), n_classes=10, name="digits")
     return _split(ds, val_fraction, test_fraction, seed)
