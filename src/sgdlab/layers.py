@@ -119,21 +119,24 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
-    """y = max(x, 0).  Backward: dx = dy * [x > 0] (the real part decides, for complex steps)."""
+    """y = max(x, 0) = x * m with m = [x > 0].  Backward: dx = dy * m (the real part decides, for complex steps).
+
+    m is kept as 0/1 in x's dtype: a float x float multiply is several times faster in NumPy
+    than ``np.maximum`` or a bool mask, and backward reuses m instead of comparing again.
+    """
 
     def forward(self, x, train=False):
         y = self.buffer("y", x.shape, x.dtype)
-        if np.iscomplexobj(x):
-            np.multiply(x, x.real > 0, out=y)
-        else:
-            np.maximum(x, 0, out=y)
-        self.y = y
+        mask = self.buffer("mask", x.shape, x.real.dtype)
+        np.greater(x.real, 0, out=self.buffer("above", x.shape, np.bool_))
+        np.copyto(mask, self._buffers["above"][: x.shape[0]])
+        np.multiply(x, mask, out=y)
+        self.mask = mask
         return y
 
     def backward(self, dy, need_dx=True):
         dx = self.buffer("dx", dy.shape, dy.dtype)
-        np.greater(self.y.real, 0, out=self.buffer("mask", dy.shape, np.bool_))
-        np.multiply(dy, self._buffers["mask"][: dy.shape[0]], out=dx)
+        np.multiply(dy, self.mask, out=dx)
         return dx
 
 

@@ -44,16 +44,16 @@ class SoftmaxCrossEntropy(Loss):
         n = z.shape[0]
         shifted = self.buffer("shifted", z.shape, z.dtype)
         peak = self.buffer("peak", (n, 1), z.real.dtype)
-        np.max(z.real, axis=1, keepdims=True, out=peak)
+        np.maximum.reduce(z.real, axis=1, keepdims=True, out=peak)  # ufunc methods: no np.max wrapper per call
         np.subtract(z, peak, out=shifted)
         p = self.buffer("p", z.shape, z.dtype)
         np.exp(shifted, out=p)
         total = self.buffer("total", (n, 1), z.dtype)
-        np.sum(p, axis=1, keepdims=True, out=total)
+        np.add.reduce(p, axis=1, keepdims=True, out=total)
         p /= total
         log_total = np.log(total, out=total)[:, 0]
         if t.ndim == 1:
-            loss = (log_total.sum() - shifted[self.rows(n), t].sum()) / n
+            loss = (np.add.reduce(log_total) - np.add.reduce(shifted[self.rows(n), t])) / n
         else:
             loss = (log_total @ t.sum(axis=1) - np.sum(t * shifted)) / n
         self.p, self.t = p, t

@@ -8,6 +8,7 @@
 
 import numpy as np
 
+from .blas import axpy
 from .errors import ConfigError, DataError
 from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, layer_from_description
 from .losses import LOSSES
@@ -115,16 +116,17 @@ class Sequential:
         dy = self.loss_layer.backward()
         for k in range(len(self.layers) - 1, self._first_trainable - 1, -1):
             dy = self.layers[k].backward(dy, need_dx=k > self._first_trainable)
-        if self.weight_decay:
-            if self._decay is None:
-                self._decay = np.zeros_like(self.params)
-                for k, sl in self.param_slices:
-                    if isinstance(self.layers[k], Dense):
-                        self._decay[sl][: self.layers[k].W.size] = self.weight_decay
-                self._decay_step = np.empty_like(self.params)
-            np.multiply(self.params, self._decay, out=self._decay_step)
-            self.grads += self._decay_step
+        if self.weight_decay:  # dW += weight_decay * W, layer by layer (biases are not decayed)
+            for w, dw in self._decayed():
+                axpy(self.weight_decay, w, dw)
         return float(loss), self.grads
+
+    def _decayed(self):
+        """(W, dW) of every Dense layer as flat views, made once: the arrays weight decay touches."""
+        if self._decay is None:
+            self._decay = [(layer.W.reshape(-1), layer.dW.reshape(-1)) for layer in self.layers
+                           if isinstance(layer, Dense)]
+        return self._decay
 
     def numerical_gradient(self, x, t, h=None, method="central"):
         """The same gradient by finite differences of ``loss`` (see ``sgdlab.gradients``)."""

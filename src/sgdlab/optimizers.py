@@ -2,7 +2,8 @@
 
 Each optimizer is one small class whose ``update(params, grads)`` is its
 formula over the whole flat vector: element-wise NumPy calls with ``out=``
-into buffers made at the first call, so later calls allocate nothing.  ``lr``
+into buffers made at the first call, so later calls allocate nothing; the
+plain y += a*x steps go through BLAS axpy/axpby (``sgdlab.blas``), one pass each.  ``lr``
 is read at every call (a schedule changes it between calls); the caller's
 ``grads`` are never modified.  The rules are torch.optim's, so results carry
 over (Momentum keeps the textbook form, equal to torch's for a constant lr).
@@ -17,6 +18,7 @@ import math
 
 import numpy as np
 
+from .blas import axpby, axpy
 from .errors import ConfigError, check_number, check_whole_number
 
 __all__ = [
@@ -158,13 +160,10 @@ class SGD(Optimizer):
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
-        if self.weight_decay:
-            np.multiply(params, self.weight_decay, out=s)
-            s += grads
-            s *= self.lr
+        if self.weight_decay:  # p - lr * (g + wd * p) = (1 - lr * wd) * p - lr * g
+            axpby(-self.lr, grads, 1.0 - self.lr * self.weight_decay, params, scratch=s)
         else:
-            np.multiply(grads, self.lr, out=s)
-        params -= s
+            axpy(-self.lr, grads, params, scratch=s)
         self.step += 1
 
 
@@ -185,10 +184,8 @@ class Momentum(Optimizer):
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
-        self.v *= self.momentum
-        np.multiply(grads, self.lr, out=s)
-        self.v -= s
-        params += self.v
+        axpby(-self.lr, grads, self.momentum, self.v, scratch=s)
+        axpy(1.0, self.v, params, scratch=s)
         self.step += 1
 
 
@@ -205,12 +202,9 @@ class Nesterov(Optimizer):
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
-        self.b *= self.momentum
-        self.b += grads
-        np.multiply(self.b, self.momentum, out=s)
-        s += grads
-        s *= self.lr
-        params -= s
+        axpby(1.0, grads, self.momentum, self.b, scratch=s)
+        axpy(-self.lr, grads, params, scratch=s)
+        axpy(-self.lr * self.momentum, self.b, params, scratch=s)
         self.step += 1
 
 

@@ -24,6 +24,7 @@ from sklearn.utils import shuffle as shuffle_rows
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from .blas import axpby, axpy
 from .errors import ConfigError, DataError, check_number, check_whole_number
 from .layers import Dense, Sigmoid, ReLU, Tanh
 from .model import EVAL_CHUNK, Sequential
@@ -54,12 +55,9 @@ class SklearnNesterov(Optimizer):
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
-        np.multiply(grads, self.lr, out=s)
-        self.v *= self.momentum
-        self.v -= s
-        params -= s
-        np.multiply(self.v, self.momentum, out=s)
-        params += s
+        axpby(-self.lr, grads, self.momentum, self.v, scratch=s)
+        axpy(self.momentum, self.v, params, scratch=s)
+        axpy(-self.lr, grads, params, scratch=s)
         self.step += 1
 
 
@@ -270,7 +268,7 @@ class _BaseMLP(BaseEstimator):
         x_buf = np.empty((batch_size, x.shape[1]), dtype=x.dtype)
         t_buf = np.empty((batch_size, *targets.shape[1:]), dtype=targets.dtype)
         sample_idx = np.arange(n)
-        dense = [(layer.W, layer.dW, np.empty_like(layer.W)) for layer in self._dense()]
+        dense = [(layer.W.ravel(), layer.dW.ravel(), np.empty(layer.W.size, layer.W.dtype)) for layer in self._dense()]
         optimizer, alpha = self._optimizer, float(self.alpha)
         self.n_iter_ = 0
         try:
@@ -288,13 +286,11 @@ class _BaseMLP(BaseEstimator):
                         xb, tb = x[batch], targets[batch]
                         k = xb.shape[0]
                     loss = self._gradient(xb, tb) * self._loss_scale
-                    if alpha:
+                    if alpha:  # sklearn's L2 term: loss + alpha/(2k) ||W||², gradient + (alpha/k) W
                         scale = alpha / k
                         for w, dw, scratch in dense:
-                            flat = w.ravel()
-                            loss += 0.5 * scale * float(np.dot(flat, flat))
-                            np.multiply(w, scale, out=scratch)
-                            dw += scratch
+                            loss += 0.5 * scale * float(np.dot(w, w))
+                            axpy(scale, w, dw, scratch=scratch)
                     accumulated += loss * k
                     optimizer.update(model.params, model.grads)
                 self.n_iter_ += 1
