@@ -2,7 +2,8 @@
 
 The same network, trained the same way (SGD, no momentum, lr 0.1, MNIST 50k,
 float32, same batch size and thread count), timed in one process.  Prints
-seconds per epoch (median of ``--repeats`` epochs after a warm-up epoch), test
+seconds per epoch (median of ``--repeats`` epochs after a warm-up epoch; the tools'
+epochs interleaved), test
 accuracy after the timed epochs, peak memory growth, the ratio to sgdlab, and
 the matrix-product limit: the time the forward/backward GEMMs alone take at
 this machine's measured GEMM speed for those shapes.
@@ -70,81 +71,118 @@ def gemm_limit(sizes, batch, n, repeats=5):
     return statistics.median(times) * steps
 
 
-def time_sgdlab(sizes, batch, repeats, data):
-    model = sl.MLP(sizes, seed=0)
-    epochs = []
-    optimizer = SGD(LR)
-    trainer = Trainer(model, data.train, optimizer, batch_size=batch, epochs=repeats + 1, progress=False)
-    trainer._evaluate = lambda: None  # time training alone, as for the others
-    per_epoch = trainer.iterations_per_epoch
-    trainer.total_iterations = per_epoch
-    for epoch in range(repeats + 1):
+class SgdlabRunner:
+    """sgdlab's Trainer, one epoch per ``epoch()`` call (evaluation off: training alone, as for the others)."""
+
+    name = "sgdlab"
+
+    def __init__(self, sizes, batch, data, x, t, threads):
+        self.model, self.test = sl.MLP(sizes, seed=0), data.test
+        self.trainer = Trainer(self.model, data.train, SGD(LR), batch_size=batch, epochs=10**6, progress=False)
+        self.trainer._evaluate = lambda: None
+        self.trainer.total_iterations = 0
+
+    def epoch(self):
+        trainer = self.trainer
+        trainer.total_iterations += trainer.iterations_per_epoch
+        trainer._stop = None
         t0 = time.perf_counter()
         trainer.run()
-        epochs.append(time.perf_counter() - t0)
-        trainer.total_iterations += per_epoch
-        trainer._stop = None
-    return statistics.median(epochs[1:]), model.evaluate(data.test)[1]
+        return time.perf_counter() - t0
+
+    def accuracy(self, xt, tt):
+        return self.model.evaluate(self.test)[1]
 
 
-def time_torch(sizes, batch, repeats, x, t, xt, tt, threads):
-    import torch
+class TorchRunner:
+    """PyTorch: a plain manual-slicing loop over a fresh permutation each epoch."""
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    layers = []
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if k < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    net = torch.nn.Sequential(*layers)
-    opt = torch.optim.SGD(net.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    X, T = torch.from_numpy(x), torch.from_numpy(t.astype(np.int64))
-    gen = torch.Generator().manual_seed(0)
-    epochs = []
-    for _ in range(repeats + 1):
+    def __init__(self, sizes, batch, data, x, t, threads):
+        import torch
+
+        self.torch, self.name = torch, f"pytorch {torch.__version__}"
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        layers = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(torch.nn.Linear(a, b))
+            if k < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        self.net = torch.nn.Sequential(*layers)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=LR)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.X, self.T = torch.from_numpy(x), torch.from_numpy(t.astype(np.int64))
+        self.gen, self.batch = torch.Generator().manual_seed(0), batch
+
+    def epoch(self):
+        X, T, net, opt, batch = self.X, self.T, self.net, self.opt, self.batch
         t0 = time.perf_counter()
-        perm = torch.randperm(len(X), generator=gen)
+        perm = self.torch.randperm(len(X), generator=self.gen)
         for s in range(0, len(X), batch):
             idx = perm[s : s + batch]
             opt.zero_grad()
-            loss = loss_fn(net(X[idx]), T[idx])
+            loss = self.loss_fn(net(X[idx]), T[idx])
             loss.backward()
             opt.step()
-        epochs.append(time.perf_counter() - t0)
-    with torch.no_grad():
-        acc = (net(torch.from_numpy(xt)).argmax(1).numpy() == tt).mean()
-    return statistics.median(epochs[1:]), float(acc)
+        return time.perf_counter() - t0
+
+    def accuracy(self, xt, tt):
+        with self.torch.no_grad():
+            return float((self.net(self.torch.from_numpy(xt)).argmax(1).numpy() == tt).mean())
 
 
-def time_sklearn(sizes, batch, repeats, x, t, xt, tt):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
+class SklearnRunner:
+    """scikit-learn's MLPClassifier (sgd, momentum 0), one ``partial_fit`` per epoch."""
 
-    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), solver="sgd", momentum=0.0, learning_rate_init=LR,
-                        batch_size=batch, max_iter=1, shuffle=True, random_state=0, tol=0, n_iter_no_change=10**9)
-    epochs = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(repeats + 1):
+    name = "scikit-learn"
+
+    def __init__(self, sizes, batch, data, x, t, threads):
+        from sklearn.neural_network import MLPClassifier
+
+        self.clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), solver="sgd", momentum=0.0,
+                                 learning_rate_init=LR, batch_size=batch, max_iter=1, shuffle=True, random_state=0,
+                                 tol=0, n_iter_no_change=10**9)
+        self.x, self.t = x, t
+
+    def epoch(self):
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
             t0 = time.perf_counter()
-            clf.partial_fit(x, t, classes=np.arange(10))
-            epochs.append(time.perf_counter() - t0)
-    return statistics.median(epochs[1:]), float(clf.score(xt, tt))
+            self.clf.partial_fit(self.x, self.t, classes=np.arange(10))
+            return time.perf_counter() - t0
+
+    def accuracy(self, xt, tt):
+        return float(self.clf.score(xt, tt))
 
 
-def overhead(data, n=3000):
-    """Microseconds per iteration with a 784-8-10 net, where the matrix products are tiny."""
-    model = sl.MLP([784, 8, 10], seed=0)
-    results = []
-    for _ in range(5):
-        trainer = Trainer(model, data.train, SGD(LR), batch_size=100, iterations=n, progress=False)
-        trainer._evaluate = lambda: None
-        t0 = time.perf_counter()
-        trainer.run()
-        results.append((time.perf_counter() - t0) / n * 1e6)
-    return statistics.median(results)
+RUNNERS = (SgdlabRunner, TorchRunner, SklearnRunner)
+
+
+def compare(sizes, batch, repeats, data, x, t, xt, tt, threads):
+    """[(tool, median s/epoch, test accuracy, peak MB growth)]: a warm-up epoch each, then epochs interleaved.
+
+    Interleaving (sgdlab, torch, sklearn, sgdlab, ...) makes a machine that speeds up or slows
+    down mid-run (shared, noisy) weigh on every tool alike instead of on whichever ran then.
+    """
+    runners, growth = [], []
+    for cls in RUNNERS:
+        gc.collect()
+        base = peak_rss_mb()
+        try:
+            runner = cls(sizes, batch, data, x, t, threads)
+        except ImportError as exc:
+            print(f"  ({cls.__name__}: {exc.name} not installed: pip install torch==2.13.0 scikit-learn)")
+            continue
+        runner.epoch()  # warm-up
+        runners.append(runner)
+        growth.append(peak_rss_mb() - base)
+    seconds = [[] for _ in runners]
+    for _ in range(repeats):
+        for k, runner in enumerate(runners):
+            seconds[k].append(runner.epoch())
+    return [(r.name, statistics.median(s), r.accuracy(xt, tt), g) for r, s, g in zip(runners, seconds, growth)]
 
 
 def main():
@@ -166,32 +204,16 @@ def main():
         for name in names:
             sizes, batch = CONFIGS[name]
             limit = gemm_limit(sizes, batch, len(x))
-            rows = []
-            gc.collect()
-            base = peak_rss_mb()
-            sec, acc = time_sgdlab(sizes, batch, args.repeats, data)
-            rows.append(("sgdlab", sec, acc, peak_rss_mb() - base))
-            try:
-                base = peak_rss_mb()
-                sec, acc = time_torch(sizes, batch, args.repeats, x, t, xt, tt, args.threads)
-                rows.append((f"pytorch {__import__('torch').__version__}", sec, acc, peak_rss_mb() - base))
-            except ImportError:
-                print("  (torch not installed: pip install torch==2.13.0)")
-            try:
-                base = peak_rss_mb()
-                sec, acc = time_sklearn(sizes, batch, args.repeats, x, t, xt, tt)
-                rows.append(("scikit-learn", sec, acc, peak_rss_mb() - base))
-            except ImportError:
-                print("  (scikit-learn not installed)")
+            rows = compare(sizes, batch, args.repeats, data, x, t, xt, tt, args.threads)
             print(f"\n{'-'.join(map(str, sizes))}, batch {batch}, {args.repeats + 1} epochs each "
-                  f"(first is warm-up); GEMM limit {limit:.3f} s/epoch")
+                  f"(first is warm-up, then interleaved); GEMM limit {limit:.3f} s/epoch")
             print(f"{'tool':<22}{'s/epoch':>9}{'test acc':>10}{'peak MB +':>11}{'vs sgdlab':>11}")
             ours = rows[0][1]
             for tool, sec, acc, mem in rows:
                 print(f"{tool:<22}{sec:>9.3f}{acc:>10.4f}{mem:>11.0f}{sec / ours:>10.2f}x")
-            print(f"sgdlab / pytorch = {ours / rows[1][1]:.2f}" if len(rows) > 1 else "", end="  ")
-            print(f"sgdlab / sklearn = {ours / rows[-1][1]:.2f}" if rows[-1][0] == "scikit-learn" else "", end="  ")
-            print(f"limit / sgdlab = {limit / ours:.2f}")
+            others = {tool.split()[0]: sec for tool, sec, _, _ in rows[1:]}
+            ratios = [f"sgdlab / {tool} = {ours / sec:.2f}" for tool, sec in others.items()]
+            print("  ".join([*ratios, f"limit / sgdlab = {limit / ours:.2f}"]))
 
 
 if __name__ == "__main__":
