@@ -185,6 +185,19 @@ def compare(sizes, batch, repeats, data, x, t, xt, tt, threads):
     return [(r.name, statistics.median(s), r.accuracy(xt, tt), g) for r, s, g in zip(runners, seconds, growth)]
 
 
+def overhead(data, n=3000):
+    """Microseconds per iteration with a 784-8-10 net, where the matrix products are tiny."""
+    model = sl.MLP([784, 8, 10], seed=0)
+    results = []
+    for _ in range(5):
+        trainer = Trainer(model, data.train, SGD(LR), batch_size=100, iterations=n, progress=False)
+        trainer._evaluate = lambda: None
+        t0 = time.perf_counter()
+        trainer.run()
+        results.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(results)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=["small", "large", "both"], default="both")
