@@ -126,7 +126,7 @@ class BatchLoader:
         indices = self.sampler.next()
         k = len(indices)
         if self._window is None:
-            return self.dataset.batch(indices, out_x=self._x[:k], out_t=self._t[:k])
+            return self.dataset.gather_into(indices, self._x[:k], self._t[:k])
         self._window.note(indices)
         return self._window.gather(indices, self._x[:k], self._t[:k])
 
@@ -190,7 +190,7 @@ class PrefetchLoader:
             slot, k = job
             try:
                 if self._window is None:
-                    self.dataset.batch(self._indices[slot][:k], out_x=self._x[slot][:k], out_t=self._t[slot][:k])
+                    self.dataset.gather_into(self._indices[slot][:k], self._x[slot][:k], self._t[slot][:k])
                 else:
                     self._window.gather(self._indices[slot][:k], self._x[slot][:k], self._t[slot][:k])
                 self._done.put(None)
@@ -242,7 +242,7 @@ class _BlockWindow:
         """(out_x, out_t) <- the rows ``indices`` (all inside the window), reading the window first if new."""
         m = self.m
         if self.stale:
-            self.dataset.batch(self.rows[:m], out_x=self.x[:m], out_t=self.t[:m])
+            self.dataset.gather_into(self.rows[:m], self.x[:m], self.t[:m])
             self.stale = False
         where = np.searchsorted(self.rows[:m], indices)
         np.take(self.x[:m], where, axis=0, out=out_x)

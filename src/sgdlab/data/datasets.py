@@ -89,6 +89,18 @@ class Dataset:
                 or out_x.dtype.kind != "f":
             got = f"{out_x.shape} {out_x.dtype}" if isinstance(out_x, np.ndarray) else type(out_x).__name__
             raise DataError(f"out_x is {got}: need a float array of shape ({m}, {self.n_features})")
+        tshape = (m,) + self.t.shape[1:]
+        if out_t is None:
+            out_t = np.empty(tshape, dtype=self.t.dtype)
+        elif not isinstance(out_t, np.ndarray) or out_t.shape != tshape:
+            got = out_t.shape if isinstance(out_t, np.ndarray) else type(out_t).__name__
+            raise DataError(f"out_t has shape {got}: need shape {tshape}")
+        return self.gather_into(indices, out_x, out_t)
+
+    def gather_into(self, indices, out_x, out_t):
+        """``batch`` without its checks, for the batch loaders' hot loop: ``indices`` are an intp array
+        in [-n, n), ``out_x`` a float (m, n_features) array and ``out_t`` (m, ...) like t."""
+        m = len(indices)
         if self._x2d is None:                                  # non-contiguous x: gather then flatten
             rows = np.take(self.x, indices, axis=0, mode="wrap").reshape(m, -1)
         elif self.scale is None and out_x.dtype == self.x.dtype:
@@ -102,15 +114,9 @@ class Dataset:
         if rows is not None:
             if self.scale is None:
                 np.copyto(out_x, rows, casting="unsafe")
-            else:
-                np.multiply(rows, self.scale, out=out_x, dtype=out_x.dtype, casting="unsafe")
-        tshape = (m,) + self.t.shape[1:]
-        if out_t is None:
-            out_t = np.asarray(np.take(self.t, indices, axis=0, mode="wrap"))
-        elif not isinstance(out_t, np.ndarray) or out_t.shape != tshape:
-            got = out_t.shape if isinstance(out_t, np.ndarray) else type(out_t).__name__
-            raise DataError(f"out_t has shape {got}: need shape {tshape}")
-        elif out_t.dtype == self.t.dtype:
+            else:  # the scale as a scalar of out_x's dtype: NumPy then casts as it multiplies, in one pass
+                np.multiply(rows, out_x.dtype.type(self.scale), out=out_x, casting="unsafe")
+        if out_t.dtype == self.t.dtype:
             _gather(self._tread, self.t, indices, out_t)
         else:
             out_t[...] = self.t[indices]
