@@ -17,14 +17,19 @@ class Buffered:
 
     def __init__(self):
         self._buffers = {}
+        self._views = {}  # key -> the view handed out last time: the same batch size gets it back as is
 
     def buffer(self, key, shape, dtype):
         """A reusable array of ``shape``: a view of rows of a larger one when it fits."""
+        view = self._views.get(key)
+        if view is not None and view.shape == shape and view.dtype == dtype:
+            return view
         buf = self._buffers.get(key)
         if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
             buf = np.empty(shape, dtype=dtype)
             self._buffers[key] = buf
-        return buf[: shape[0]]
+        view = self._views[key] = buf[: shape[0]]
+        return view
 
 
 class Layer(Buffered):
@@ -110,7 +115,7 @@ class Dense(Layer):
 
     def backward(self, dy, need_dx=True):
         np.matmul(self.x.T, dy, out=self.dW)
-        np.sum(dy, axis=0, out=self.db)
+        np.add.reduce(dy, axis=0, out=self.db)
         if not need_dx:
             return None
         dx = self.buffer("dx", self.x.shape, dy.dtype)
@@ -128,8 +133,8 @@ class ReLU(Layer):
     def forward(self, x, train=False):
         y = self.buffer("y", x.shape, x.dtype)
         mask = self.buffer("mask", x.shape, x.real.dtype)
-        np.greater(x.real, 0, out=self.buffer("above", x.shape, np.bool_))
-        np.copyto(mask, self._buffers["above"][: x.shape[0]])
+        above = np.greater(x.real, 0, out=self.buffer("above", x.shape, np.bool_))
+        np.copyto(mask, above)
         np.multiply(x, mask, out=y)
         self.mask = mask
         return y

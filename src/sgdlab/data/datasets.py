@@ -204,7 +204,7 @@ def _gather(reader, a, indices, out):
     if reader is not None and (len(indices) == 0 or indices.min() >= 0):
         reader.read(indices, out)
     else:
-        np.take(a, indices, axis=0, out=out, mode="wrap")
+        a.take(indices, axis=0, out=out, mode="wrap")
 
 
 class _RowReader:
