@@ -4,8 +4,9 @@ MNIST 50k train (pixels / 255 as float32), hidden_layer_sizes=(100,), solver sgd
 (momentum 0.9, Nesterov: sklearn's defaults), learning_rate_init 0.001 (sklearn's
 default) unless --lr, batch 100, exactly 10 epochs (tol=0 and n_iter_no_change
 above max_iter, so nothing stops early), alpha 1e-4.  Prints each library's fit
-seconds (median of --repeats fits), test accuracy on the 10k test set, and the
-ratios: targets are time <= 0.4x and accuracy within 0.5 points of scikit-learn.
+seconds (median of --repeats fits, the two libraries' fits interleaved), test
+accuracy on the 10k test set, and the ratios: targets are time <= 0.4x and
+accuracy within 0.5 points of scikit-learn.
 
     python benchmarks/sklearn_speed.py                  # 3 fits each, all BLAS threads
     python benchmarks/sklearn_speed.py --threads 1      # one BLAS thread for both (steadier on a busy machine)
@@ -37,19 +38,15 @@ def settings(epochs, lr):
                 n_iter_no_change=epochs + 1, learning_rate_init=lr, random_state=0)
 
 
-def time_fits(cls, repeats, x, t, xt, tt, **params):
-    """(median fit wall seconds, median fit CPU seconds, test accuracy of the last fit, per-fit wall seconds)."""
-    seconds, cpu, accuracy = [], [], None
-    for _ in range(repeats):
-        clf = cls(**params)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            clf.fit(x, t)
-            seconds.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-        accuracy = float(np.mean(clf.predict(xt) == tt))
-    return statistics.median(seconds), statistics.median(cpu), accuracy, seconds
+def one_fit(cls, x, t, xt, tt, **params):
+    """(fit wall seconds, fit CPU seconds, test accuracy) of one fresh estimator."""
+    clf = cls(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        clf.fit(x, t)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return seconds, cpu, float(np.mean(clf.predict(xt) == tt))
 
 
 def main():
@@ -72,9 +69,15 @@ def compare(args):
     print(f"MNIST train {x.shape}, test {xt.shape}, float32; BLAS {blas}; load {os.getloadavg()[0]:.2f}")
     params = settings(args.epochs, args.lr)
     print(f"settings: {params} (momentum 0.9, nesterovs_momentum, alpha 1e-4: defaults)")
+    tools = (("sgdlab.sklearn", MLPClassifier), ("scikit-learn", SklearnMLP))
+    fits = {name: [] for name, _ in tools}
+    for _ in range(args.repeats):  # interleaved: a machine changing speed mid-run weighs on both alike
+        for name, cls in tools:
+            fits[name].append(one_fit(cls, x, t, xt, tt, **params))
     rows = []
-    for name, cls in (("sgdlab.sklearn", MLPClassifier), ("scikit-learn", SklearnMLP)):
-        sec, cpu, acc, each = time_fits(cls, args.repeats, x, t, xt, tt, **params)
+    for name, _ in tools:
+        each = [f[0] for f in fits[name]]
+        sec, cpu, acc = statistics.median(each), statistics.median(f[1] for f in fits[name]), fits[name][-1][2]
         rows.append((name, sec, cpu, acc))
         print(f"{name:>15}: fit {sec:7.2f} s (median of {[round(s, 2) for s in each]}), CPU {cpu:7.2f} s, "
               f"test accuracy {acc:.4f}")
