@@ -281,6 +281,32 @@ def test_resident_memory_stays_bounded_by_preadv_or_by_dropping_mapped_pages(tmp
     assert bounded < 12_000                                      # 4 MB budget + one chunk + fault-around
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise on this platform")
+@pytest.mark.parametrize("mode, batch, ahead", [("shuffle", 64, 64), ("block-shuffle", 8, 8 * 16)])
+def test_prefetch_asks_the_kernel_for_the_rows_it_will_gather_next(small_store, mode, batch, ahead, monkeypatch):
+    """shuffle: each submitted batch asks for the batch after it; block-shuffle: each new window for the next."""
+    folder, _, _ = small_store
+    train = open_store(folder).train
+    reader = train._xread
+    advised = []                                                 # per call: the rows of x.npy it covers
+
+    def fadvise(fd, offset, length, advice):
+        assert advice == os.POSIX_FADV_WILLNEED and length % reader.row_bytes == 0
+        if fd == reader.file.fileno():
+            first = (offset - reader.start) // reader.row_bytes
+            advised.append(set(range(first, first + length // reader.row_bytes)))
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    loader = PrefetchLoader(train, BatchSampler(len(train), batch, mode, seed=5))
+    for _ in range(4 * ahead // batch):                          # four batches, or four windows, into epoch 1
+        loader.next()
+    order = loader.sampler.order.tolist()
+    loader.close()
+    assert len(advised) >= 3
+    for k, rows in enumerate(advised[:3]):                       # call k: the rows from ahead * (k + 1) on
+        assert set(order[ahead * (k + 1) : ahead * (k + 2)]) <= rows
+
+
 @pytest.mark.parametrize("mode", ["shuffle", "replacement", "block-shuffle"])
 def test_prefetch_gives_the_same_batches_and_exact_sampler_state(small_store, mode):
     folder, x, t = small_store

@@ -9,7 +9,8 @@ draws ``batch_size`` indices i.i.d. every iteration (the tutorial's
 random access is slow).  ``BatchLoader`` gathers those rows into preallocated
 buffers, so the loop allocates nothing per iteration; ``PrefetchLoader`` gathers
 the next batch on a background thread into a second buffer while the current
-one trains.  Indices within a batch are sorted before the gather: the gradient
+one trains, and asks the kernel to read the batch (or block window) after that
+from a file-backed dataset ahead of time (``Dataset.advise``).  Indices within a batch are sorted before the gather: the gradient
 is a sum over the batch, so order does not matter to it, and sorted reads are
 far faster from a memory map.
 """
@@ -60,6 +61,14 @@ class BatchSampler:
             self.position = stop
         out.sort()
         return out
+
+    def upcoming(self, count, skip=0):
+        """Sorted indices of the ``count`` rows after the next ``skip`` in this epoch's order, without drawing
+        them (empty past the epoch's end, and for ``replacement``, whose draws are not known ahead)."""
+        if self.mode == "replacement" or self.position >= self.n:
+            return self.order[:0]
+        start = self.position + skip
+        return np.sort(self.order[start : start + count])
 
     def _new_epoch_order(self):
         self.reshuffles += 1
@@ -151,6 +160,7 @@ class PrefetchLoader:
         self._thread = None
         self._pending = None  # (slot, k, sampler generation) of the batch being gathered
         self._window = _BlockWindow.fits(dataset, sampler, dtype)
+        self._mapped = getattr(dataset, "is_mapped", False)
         self._slot = 0
 
     def next(self):
@@ -175,6 +185,8 @@ class PrefetchLoader:
         indices = self.sampler.draw_ahead()
         if self._window is not None:
             self._window.note(indices)                     # the thread is idle: safe to change the window
+        elif self._mapped:  # the batch after this one: the kernel reads it from disk while these two train
+            self.dataset.advise(self.sampler.upcoming(self.sampler.batch_size))
         k = len(indices)
         np.copyto(self._indices[slot][:k], indices)
         self._pending = (slot, k, self.sampler.generation)
@@ -237,6 +249,8 @@ class _BlockWindow:
             self.key, self.m, self.stale = key, min(start + span, s.n) - start, True
             np.copyto(self.rows[: self.m], s.order[start : start + self.m])
             self.rows[: self.m].sort()
+            # the window after this one: the kernel reads it from disk while this one's batches train
+            self.dataset.advise(s.upcoming(span, skip=start + self.m - s.position))
 
     def gather(self, indices, out_x, out_t):
         """(out_x, out_t) <- the rows ``indices`` (all inside the window), reading the window first if new."""

@@ -30,6 +30,7 @@ _RESIDENT_BYTES = 1 << 28            # mapped bytes touched before the pages are
 _FAULT_SPAN = 1 << 16                # a page fault may map up to 16 neighbouring pages: count 64 KiB a row
 _SPAN_BYTES = 1 << 16                # rows closer than this are read in one preadv with the rows between
 _PREAD = hasattr(os, "preadv")
+_FADVISE = hasattr(os, "posix_fadvise")
 
 
 class Dataset:
@@ -123,6 +124,13 @@ class Dataset:
         if self._maps:
             self._touched(m * (self._row_bytes + 2 * _FAULT_SPAN))
         return out_x, out_t
+
+    def advise(self, indices):
+        """Start reading rows ``indices`` (sorted, in [0, n)) of a file-backed dataset in the background,
+        for a gather soon after; nothing for data in memory."""
+        for reader in (self._xread, self._tread):
+            if reader is not None:
+                reader.advise(indices)
 
     def subset(self, indices) -> Dataset:
         """A new Dataset holding copies of rows ``indices``, with the same scale and n_classes."""
@@ -248,6 +256,18 @@ class _RowReader:
                     self._span = np.empty(span, dtype=np.uint8)
                 self._pread(self._span[:span], lo)
                 np.take(self._span[:span].reshape(-1, rb), indices[s:e] - lo, axis=0, out=raw[s:e])
+
+    def advise(self, indices):
+        """Have the kernel start reading rows ``indices`` (sorted, >= 0) into the page cache and return
+        at once (posix_fadvise WILLNEED), so that a later ``read`` of them finds them in memory."""
+        if not _FADVISE or len(indices) == 0:
+            return
+        rb = self.row_bytes
+        cuts = np.flatnonzero(np.diff(indices) > self.gap) + 1
+        bounds = [0, *cuts.tolist(), len(indices)]
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            lo, hi = int(indices[s]), int(indices[e - 1])
+            os.posix_fadvise(self.file.fileno(), self.start + lo * rb, (hi - lo + 1) * rb, os.POSIX_FADV_WILLNEED)
 
     def _pread(self, buf, row):
         view, pos = memoryview(buf).cast("B"), self.start + row * self.row_bytes
