@@ -10,9 +10,9 @@ random access is slow).  ``BatchLoader`` gathers those rows into preallocated
 buffers, so the loop allocates nothing per iteration; ``PrefetchLoader`` gathers
 the next batch on a background thread into a second buffer while the current
 one trains, and asks the kernel to read the batch (or block window) after that
-from a file-backed dataset ahead of time (``Dataset.advise``).  Indices within a batch are sorted before the gather: the gradient
-is a sum over the batch, so order does not matter to it, and sorted reads are
-far faster from a memory map.
+from a file-backed dataset ahead of time (``Dataset.advise``).  Indices within a
+batch are sorted before the gather: the gradient is a sum over the batch, so
+order does not matter to it, and sorted reads are far faster from a memory map.
 """
 
 import math

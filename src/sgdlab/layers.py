@@ -128,6 +128,8 @@ class ReLU(Layer):
 
     m is kept as 0/1 in x's dtype: a float x float multiply is several times faster in NumPy
     than ``np.maximum`` or a bool mask, and backward reuses m instead of comparing again.
+    (x = -inf gives NaN instead of 0: only a diverged net has such values, and training stops
+    on its non-finite loss.)
     """
 
     def forward(self, x, train=False):

@@ -2,8 +2,8 @@
 
 Each optimizer is one small class whose ``update(params, grads)`` is its
 formula over the whole flat vector: element-wise NumPy calls with ``out=``
-into buffers made at the first call, so later calls allocate nothing; the
-plain y += a*x steps go through BLAS axpy/axpby (``sgdlab.blas``), one pass each.  ``lr``
+into buffers made at the first call, so later calls allocate nothing (the
+y += a*x steps go through BLAS axpy/axpby, ``sgdlab.blas``: one pass each).  ``lr``
 is read at every call (a schedule changes it between calls); the caller's
 ``grads`` are never modified.  The rules are torch.optim's, so results carry
 over (Momentum keeps the textbook form, equal to torch's for a constant lr).

@@ -268,7 +268,8 @@ class _BaseMLP(BaseEstimator):
         x_buf = np.empty((batch_size, x.shape[1]), dtype=x.dtype)
         t_buf = np.empty((batch_size, *targets.shape[1:]), dtype=targets.dtype)
         sample_idx = np.arange(n)
-        dense = [(layer.W.ravel(), layer.dW.ravel(), np.empty(layer.W.size, layer.W.dtype)) for layer in self._dense()]
+        dense = [(layer.W.reshape(-1), layer.dW.reshape(-1), np.empty(layer.W.size, layer.W.dtype))
+                 for layer in self._dense()]
         optimizer, alpha = self._optimizer, float(self.alpha)
         self.n_iter_ = 0
         try:
