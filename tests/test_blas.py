@@ -1,5 +1,8 @@
 """sgdlab.blas: the fused axpy/axpby the optimizers use, against the same formulas in NumPy."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -47,3 +50,12 @@ def test_a_new_array_at_a_freed_arrays_address_is_not_mistaken_for_it():
 @pytest.mark.skipif(numpy_blas_name() != "scipy-openblas", reason="only NumPy's PyPI wheels promise these symbols")
 def test_numpys_wheel_blas_is_used():
     assert blas.available(np.float32) and blas.available(np.float64)
+
+
+def test_numpys_blas_is_found_after_scipy_loaded_its_own():
+    """SciPy ships a second, 32-bit-integer OpenBLAS; it must not hide NumPy's (as it did in CI's order)."""
+    code = ("import numpy, scipy.linalg, sklearn.neural_network; from sgdlab import blas; "
+            "print(blas.available(numpy.float32), blas.available(numpy.float64))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    expected = "True True" if numpy_blas_name() == "scipy-openblas" else result.stdout.strip()
+    assert result.stdout.strip() == expected, result.stderr

@@ -22,29 +22,41 @@ _pointers = {}  # id(array) -> (weakref to it, its data address): addresses of t
 
 
 def _load():
-    """The CBLAS axpy/axpby of NumPy's own BLAS, by (name, dtype); {} when not found."""
-    found = {}
+    """The CBLAS axpy/axpby by (name, dtype) of the first loaded BLAS that has them all; {} when none has.
+
+    NumPy's own BLAS comes first when it has them; SciPy may have loaded another
+    (32-bit-integer) OpenBLAS too, which lacks the 64-suffixed symbols and is skipped.
+    """
     try:
         from threadpoolctl import threadpool_info
 
-        paths = [i["filepath"] for i in threadpool_info() if i.get("user_api") == "blas"]
-        lib = ctypes.CDLL(paths[0]) if paths else None
-    except (ImportError, OSError, KeyError, IndexError):
-        lib = None
-    if lib is None:
-        return found
+        infos = [i for i in threadpool_info() if i.get("user_api") == "blas" and i.get("filepath")]
+    except ImportError:
+        return {}
+    infos.sort(key=lambda i: "numpy" not in i["filepath"])
+    for info in infos:
+        try:
+            lib = ctypes.CDLL(info["filepath"])
+        except OSError:
+            continue
+        found = _functions_of(lib)
+        if len(found) == 4:
+            return found
+    return {}
+
+
+def _functions_of(lib):
+    found = {}
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for dtype, letter, scalar in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
         for name, candidates in _SYMBOLS.items():
-            for symbol in candidates:
-                fn = getattr(lib, symbol.format(t=letter), None)
-                if fn is None:
-                    continue
-                i64, ptr = ctypes.c_int64, ctypes.c_void_p
+            fn = next((f for f in (getattr(lib, c.format(t=letter), None) for c in candidates) if f is not None),
+                      None)
+            if fn is not None:
                 fn.argtypes = ([i64, scalar, ptr, i64, ptr, i64] if name == "axpy"
                                else [i64, scalar, ptr, i64, scalar, ptr, i64])
                 fn.restype = None
                 found[(name, np.dtype(dtype))] = fn
-                break
     return found
 
 
