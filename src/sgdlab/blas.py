@@ -71,6 +71,11 @@ def _blas(name, x, y):
 
 
 def _address(a):
+    """a's data address, remembered per array object: asking NumPy costs more than a 100-element axpy.
+
+    An array object keeps its address for life (``ndarray.resize`` could move it, but refuses
+    while views exist, and the flat vectors always have their layers' views).
+    """
     entry = _pointers.get(id(a))
     if entry is not None and entry[0]() is a:
         return entry[1]
