@@ -56,6 +56,15 @@ def double_well_minima():
     return float(roots[2]), float(roots[0]), float(roots[1])
 
 
+def _loss_axes(ax, f_label, title):
+    """Labels, grid and legend of a loss-per-step panel (log y)."""
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"{f_label} (log scale)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def _contours(ax, f, xlim, ylim, levels):
     xs, ys = np.linspace(*xlim, 200), np.linspace(*ylim, 200)
     X, Y = np.meshgrid(xs, ys)
@@ -86,11 +95,7 @@ def lr_effects(out_dir, show=False, quick=False):
                      f"moved {path.distances(LR_START)[-1]:.3g} from the start", fontsize=10)
         ax.legend(loc="lower left", fontsize=8)
         right.semilogy(np.arange(LR_STEPS + 1), path.values, color=color, label=label)
-    right.set_xlabel("step")
-    right.set_ylabel("f(x0, x1) (log scale)")
-    right.set_title("Loss per step: crawls, converges, diverges")
-    right.grid(alpha=0.3, which="both")
-    right.legend(fontsize=8)
+    _loss_axes(right, "f(x0, x1)", "Loss per step: crawls, converges, diverges")
     fig.suptitle("Learning-rate effects on f(x0, x1) = x0² + x1²")
     files = [save_figure(fig, out_dir, "lr_effects.png")]
     show_figures(files, show)
@@ -122,11 +127,7 @@ def optimizers(out_dir, show=False, quick=False):
     ax = fig.subplots()
     for color, (name, path) in zip(COLORS, paths.items()):
         ax.semilogy(np.arange(BOWL_STEPS + 1), path.values, color=color, label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("f(x, y) (log scale)")
-    ax.set_title("Loss per step on x²/20 + y²")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _loss_axes(ax, "f(x, y)", "Loss per step on x²/20 + y²")
     files.append(save_figure(fig, out_dir, "optimizers_loss.png"))
     show_figures(files, show)
     runs = {name: {"lr": BOWL_OPTIMIZERS[name]().lr, "final_x": path.x.tolist(), "final_loss": path.f,
