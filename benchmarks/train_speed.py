@@ -3,10 +3,9 @@
 The same network, trained the same way (SGD, no momentum, lr 0.1, MNIST 50k,
 float32, same batch size and thread count), timed in one process.  Prints
 seconds per epoch (median of ``--repeats`` epochs after a warm-up epoch; the tools'
-epochs interleaved), test
-accuracy after the timed epochs, peak memory growth, the ratio to sgdlab, and
-the matrix-product limit: the time the forward/backward GEMMs alone take at
-this machine's measured GEMM speed for those shapes.
+epochs interleaved), test accuracy after the timed epochs, peak memory growth,
+the ratio to sgdlab, and the matrix-product limit: the time the forward/backward
+GEMMs alone take for those shapes, timed epoch by epoch among the tools' epochs.
 
     python benchmarks/train_speed.py                 # both configurations
     python benchmarks/train_speed.py --config small --repeats 5
@@ -47,28 +46,34 @@ def mnist_arrays():
     return data, x, data.train.t, xt, data.test.t
 
 
-def gemm_limit(sizes, batch, n, repeats=5):
-    """Seconds per epoch of the GEMMs alone: forward x@W, backward x.T@dy and (past layer 1) dy@W.T."""
-    rng = np.random.default_rng(0)
-    steps = -(-n // batch)
-    times = []
-    ops = []
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        x = rng.random((batch, a), dtype=np.float32)
-        w = rng.random((a, b), dtype=np.float32)
-        dy = rng.random((batch, b), dtype=np.float32)
-        y, dw, dx = np.empty((batch, b), np.float32), np.empty((a, b), np.float32), np.empty((batch, a), np.float32)
-        ops.append((x, w, dy, y, dw, dx, k > 0))
-    for _ in range(repeats):
+class GemmLimit:
+    """The forward/backward GEMMs alone, for one epoch's worth of steps at these shapes: x@W,
+    x.T@dy and (past layer 1) dy@W.T, into preallocated outputs.  Timed like a tool (interleaved with
+    them), so a machine that changes speed mid-run moves the limit and the tools alike."""
+
+    name = "GEMM limit"
+
+    def __init__(self, sizes, batch, data, x, t, threads):
+        rng = np.random.default_rng(0)
+        self.steps = -(-len(x) // batch)
+        self.ops = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            xk, w, dy = (rng.random(shape, dtype=np.float32) for shape in ((batch, a), (a, b), (batch, b)))
+            outs = np.empty((batch, b), np.float32), np.empty((a, b), np.float32), np.empty((batch, a), np.float32)
+            self.ops.append((xk, w, dy, *outs, k > 0))
+
+    def epoch(self):
         t0 = time.perf_counter()
-        for _ in range(200):
-            for x, w, dy, y, dw, dx, need_dx in ops:
+        for _ in range(self.steps):
+            for x, w, dy, y, dw, dx, need_dx in self.ops:
                 np.matmul(x, w, out=y)
                 np.matmul(x.T, dy, out=dw)
                 if need_dx:
                     np.matmul(dy, w.T, out=dx)
-        times.append((time.perf_counter() - t0) / 200)
-    return statistics.median(times) * steps
+        return time.perf_counter() - t0
+
+    def accuracy(self, xt, tt):
+        return float("nan")
 
 
 class SgdlabRunner:
@@ -157,11 +162,12 @@ class SklearnRunner:
         return float(self.clf.score(xt, tt))
 
 
-RUNNERS = (SgdlabRunner, TorchRunner, SklearnRunner)
+RUNNERS = (SgdlabRunner, TorchRunner, SklearnRunner, GemmLimit)
 
 
 def compare(sizes, batch, repeats, data, x, t, xt, tt, threads):
-    """[(tool, median s/epoch, test accuracy, peak MB growth)]: a warm-up epoch each, then epochs interleaved.
+    """[(tool, median s/epoch, test accuracy, peak MB growth)], the GEMM limit last: a warm-up epoch each,
+    then epochs interleaved.
 
     Interleaving (sgdlab, torch, sklearn, sgdlab, ...) makes a machine that speeds up or slows
     down mid-run (shared, noisy) weigh on every tool alike instead of on whichever ran then.
@@ -216,10 +222,9 @@ def main():
         names = ["small", "large"] if args.config == "both" else [args.config]
         for name in names:
             sizes, batch = CONFIGS[name]
-            limit = gemm_limit(sizes, batch, len(x))
-            rows = compare(sizes, batch, args.repeats, data, x, t, xt, tt, args.threads)
+            *rows, (_, limit, _, _) = compare(sizes, batch, args.repeats, data, x, t, xt, tt, args.threads)
             print(f"\n{'-'.join(map(str, sizes))}, batch {batch}, {args.repeats + 1} epochs each "
-                  f"(first is warm-up, then interleaved); GEMM limit {limit:.3f} s/epoch")
+                  f"(first is warm-up, then interleaved, the GEMM limit's too); GEMM limit {limit:.3f} s/epoch")
             print(f"{'tool':<22}{'s/epoch':>9}{'test acc':>10}{'peak MB +':>11}{'vs sgdlab':>11}")
             ours = rows[0][1]
             for tool, sec, acc, mem in rows:
