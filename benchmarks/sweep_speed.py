@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from sgdlab.config import TrainConfig
-from sgdlab.sweep import Sweep, build_space, local_executor_factory, threads_per_worker
+from sgdlab.sweep import TRIAL_DEFAULTS, Sweep, build_space, local_executor_factory, threads_per_worker
 
 
 def one_sweep(base, space, workers, threads):
@@ -43,7 +43,7 @@ def main():
     parser.add_argument("--workers", nargs="+", default=["1", "2"], help="worker counts, or NxT (N workers x T threads)")
     parser.add_argument("--threads", type=int, help="BLAS threads per worker (default cores / workers)")
     args = parser.parse_args()
-    base = TrainConfig(dataset=args.dataset, layers=(100,), optimizer="sgd", epochs=args.epochs)
+    base = TrainConfig(dataset=args.dataset, layers=(100,), optimizer="sgd", epochs=args.epochs, **TRIAL_DEFAULTS)
     _, space = build_space({"lr": args.lr}, trials=args.trials, grid=True)
     print(f"sweep: {args.dataset} 784-100-10 sgd, {len(space.points())} trials x {args.epochs} epoch(s), "
           f"{os.cpu_count()} cores; load average before {os.getloadavg()}")

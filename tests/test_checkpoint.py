@@ -113,27 +113,35 @@ def _trainer(checkpoint=None, layers=(16,), dropout=0.0, sampling="shuffle", lr=
                    checkpoint_every=5, **kw)
 
 
-@pytest.mark.parametrize("sampling,dropout,lr,prefetch,batch_norm", [
-    ("shuffle", 0.0, 1.0, False, False), ("replacement", 0.2, 0.1, False, False),
-    ("block-shuffle", 0.0, 0.5, False, False), ("shuffle", 0.0, 1.0, True, False), ("shuffle", 0.0, 0.3, False, True)])
-def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr, prefetch, batch_norm):
+@pytest.mark.parametrize("sampling,dropout,lr,prefetch,batch_norm,train_metrics", [
+    ("shuffle", 0.0, 1.0, False, False, "full"), ("replacement", 0.2, 0.1, False, False, "full"),
+    ("block-shuffle", 0.0, 0.5, False, False, "full"), ("shuffle", 0.0, 1.0, True, False, "full"),
+    ("shuffle", 0.0, 0.3, False, True, "full"), ("shuffle", 0.2, 0.3, False, False, "running")])
+def test_resumed_trainer_is_bit_identical(tmp_path, sampling, dropout, lr, prefetch, batch_norm, train_metrics):
     """Save at iteration 35 mid-epoch, rebuild everything, load, finish: same params, history and losses.
 
-    lr=1.0 early-stops at iteration 112 and restores its best params; dropout draws masks from its own RNG.
+    lr=1.0 early-stops at iteration 112 and restores its best params; dropout draws masks from its own RNG;
+    running train metrics are saved at iteration 40 instead, 5 batches after the evaluation at 35, so the
+    checkpoint carries their sums.
     """
-    saved = tmp_path / "at35.safetensors"
+    saved = tmp_path / "mid-run.safetensors"
+    save_at = 40 if train_metrics == "running" else 35
 
     def hook(t):
-        if t.iteration == 35:
+        if t.iteration == save_at:
             save_checkpoint(saved, t.state_dict(), metadata={"note": "mid-run"})
 
-    whole = _trainer(hook, dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch, batch_norm=batch_norm)
+    settings = dict(dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch, batch_norm=batch_norm,
+                    train_metrics=train_metrics)
+    whole = _trainer(hook, **settings)
     whole.run()
-    assert whole.iteration > 35 and saved.exists()
-    resumed = _trainer(dropout=dropout, sampling=sampling, lr=lr, prefetch=prefetch, batch_norm=batch_norm)
+    assert whole.iteration > save_at and saved.exists()
+    resumed = _trainer(**settings)
     state, meta = load_checkpoint(saved)
     assert meta["format"] == CHECKPOINT_FORMAT and meta["note"] == "mid-run"
-    assert state["iteration"] == 35 and isinstance(state["optimizer"]["v"], np.ndarray)
+    assert state["iteration"] == save_at and isinstance(state["optimizer"]["v"], np.ndarray)
+    if train_metrics == "running":
+        assert state["running"][2] == 4 * 32 + 20  # iterations 36-40: 180 samples, an epoch ends with 20
     resumed.load_state_dict(state)
     resumed.run()
     assert np.array_equal(resumed.model.params, whole.model.params)

@@ -158,7 +158,10 @@ def test_sweep_cli_ranks_marks_and_writes_everything(tmp_path):
     for row in rows:
         folder = out / "trials" / row["trial"]
         assert {"config.json", "metrics.csv", "summary.json", "model.safetensors"} <= set(os.listdir(folder))
-        assert json.loads((folder / "config.json").read_text())["lr"] == row["lr"]
+        config = json.loads((folder / "config.json").read_text())
+        assert config["lr"] == row["lr"] and config["train_metrics"] == "running"  # the sweep's default
+        if row["status"] != "diverged":
+            assert float(next(csv.DictReader(open(folder / "metrics.csv")))["train_acc"]) > 0
     assert (out / "sweep.png").stat().st_size > 10_000
     assert "winner: lr=0.4481" in r.stdout and "diverged" in r.stdout and "too slow" in r.stdout
     again = sgdlab("sweep", *SMALL, "--lr", "0.1,0.2", "--out", str(out))
@@ -200,6 +203,11 @@ def test_range_test_suggests_an_lr_and_then_trains_it(tmp_path):
     winner = json.loads((out / "winner" / "config.json").read_text())
     assert info["suggested_lr"] < float(rows[info["blowup_iteration"]]["lr"]) / 10
     assert winner["lr"] == pytest.approx(info["suggested_lr"], rel=5e-3) and winner["epochs"] == 3  # 3 digits
+    assert winner["train_metrics"] == "full"  # the winner trains with train's defaults, not the trials'
+    again = sgdlab("sweep", *SMALL, "--lr", "0.1", "--train-metrics", "full", "--out", str(tmp_path / "one"))
+    assert again.returncode == 0, again.stderr
+    trial, = (tmp_path / "one" / "trials").iterdir()
+    assert json.loads((trial / "config.json").read_text())["train_metrics"] == "full"  # a given value wins
     assert json.loads((out / "winner" / "summary.json").read_text())["epochs_run"] == 3
 
 

@@ -33,6 +33,53 @@ def test_iterations_and_eval_every(spirals):
     assert history.rows[0]["epoch"] == pytest.approx(10 / math.ceil(len(train) / 50), abs=1e-3)
 
 
+@pytest.mark.parametrize("gradient", ["backprop", "numerical"])
+def test_running_train_metrics_are_the_batches_seen_since_the_last_evaluation(spirals, gradient):
+    """train_metrics="running": each row's train loss and accuracy are those of its batches, each measured by
+    the forward pass that gave its gradient, weighted by batch size (the last batch of an epoch is smaller)."""
+    from sgdlab.batches import BatchLoader, BatchSampler
+
+    train, val = spirals
+    batch, epochs = 32, 3                               # 150 samples: batches of 32, 32, 32, 32, 22
+    model = MLP([2, 8, 3], seed=2, dtype="float64")
+    replay = model.copy()
+    history = fit(model, train, SGD(0.2), batch_size=batch, epochs=epochs, validation=val, seed=5,
+                  gradient=gradient, train_metrics="running", progress=False)
+    loader, optimizer = BatchLoader(train, BatchSampler(len(train), batch, seed=5), dtype=np.float64), SGD(0.2)
+    per_epoch = math.ceil(len(train) / batch)
+    for row in history.rows:
+        total = correct = seen = 0
+        for _ in range(per_epoch):
+            x, t = loader.next()
+            if gradient == "backprop":
+                loss, _ = replay.gradient(x, t)
+            else:
+                loss = replay.loss(x, t, train=True)
+                correct += int(np.count_nonzero(replay.forward(x).argmax(axis=1) == t))
+                replay.grads[...] = replay.numerical_gradient(x, t)
+            if gradient == "backprop":
+                correct += int(np.count_nonzero(replay.output.argmax(axis=1) == t))
+            total, seen = total + loss * len(t), seen + len(t)
+            optimizer.update(replay.params, replay.grads)
+        assert row["train_loss"] == pytest.approx(total / seen, rel=1e-12)
+        assert row["train_acc"] == correct / seen
+    assert np.array_equal(model.params, replay.params)
+    full = fit(MLP([2, 8, 3], seed=2, dtype="float64"), train, SGD(0.2), batch_size=batch, epochs=epochs,
+               validation=val, seed=5, gradient=gradient, progress=False)
+    assert [r["val_loss"] for r in full.rows] == [r["val_loss"] for r in history.rows]  # validation: unchanged
+    assert [r["train_loss"] for r in full.rows] != [r["train_loss"] for r in history.rows]
+
+
+def test_running_train_metrics_of_a_regression_have_no_accuracy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    data = Dataset(x, x @ np.array([[1.0], [-2.0], [0.5]], np.float32))
+    model = MLP([3, 8, 1], loss="mse", seed=0)
+    history = fit(model, data, SGD(0.05), batch_size=16, epochs=4, train_metrics="running", progress=False)
+    assert [r["train_acc"] for r in history.rows] == [None] * 4
+    assert history.rows[-1]["train_loss"] < history.rows[0]["train_loss"]
+
+
 def test_same_seed_gives_identical_history(spirals):
     train, val = spirals
     runs = []
@@ -118,7 +165,8 @@ def test_bad_loop_settings(spirals):
     train, _ = spirals
     for kwargs, match in [({"gradient": "symbolic"}, "gradient='symbolic'"), ({"epochs": 0}, "epochs=0"),
                           ({"iterations": -3}, "iterations=-3"), ({"epochs": 2, "iterations": 3}, "not both"),
-                          ({"eval_every": 0}, "eval_every=0"), ({"batch_size": 10_000}, "larger than")]:
+                          ({"eval_every": 0}, "eval_every=0"), ({"batch_size": 10_000}, "larger than"),
+                          ({"train_metrics": "exact"}, "train_metrics='exact' is unknown: use full or running")]:
         with pytest.raises(ConfigError, match=match):
             Trainer(MLP([2, 4, 3]), train, SGD(0.1), **kwargs)
 

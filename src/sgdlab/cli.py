@@ -38,6 +38,8 @@ FIELD_HELP = {
     "min_delta": "smallest change that counts as an improvement",
     "restore_best": "true|false: put the best evaluation's parameters back at the end (default true)",
     "eval_every": "evaluate every N iterations instead of every epoch",
+    "train_metrics": "full (default for train: the whole training set at each evaluation) | running (default for "
+                     "sweep: mean loss and accuracy of the batches since the last evaluation, free)",
     "gradient": "backprop | numerical (central differences, the tutorial's gradient)",
     "dtype": "float32 (fast, default) | float64",
     "seed": "seed of every random choice (default 0)",

@@ -17,6 +17,7 @@ CHOICES = {
     "dtype": ("float32", "float64"),
     "monitor": ("val_loss", "val_acc", "train_loss", "train_acc"),
     "monitor_mode": ("auto", "min", "max"),
+    "train_metrics": ("full", "running"),
 }
 
 
@@ -47,6 +48,7 @@ class TrainConfig:
     restore_best: bool = True
     start_from_epoch: int = 0  # early stopping ignores evaluations before this epoch
     eval_every: int | None = None  # evaluate every N iterations instead of every epoch
+    train_metrics: str = "full"  # full: the whole training set at each evaluation; running: the batches' since the last
     gradient: str = "backprop"
     dtype: str = "float32"
     seed: int = 0

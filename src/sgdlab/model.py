@@ -42,6 +42,7 @@ class Sequential:
         if not (np.isfinite(weight_decay) and weight_decay >= 0):
             raise ConfigError(f"weight_decay={weight_decay!r} is not allowed: use a number >= 0")
         self.layers = list(layers)
+        self.output = None  # the last forward pass's output
         self.loss_layer = LOSSES[loss]()
         self.weight_decay = float(weight_decay)
         self.task = task or ("regression" if loss == "mse" else "classification")
@@ -85,10 +86,11 @@ class Sequential:
         return x if x.dtype == self.params.dtype else x.astype(self.params.dtype)
 
     def forward(self, x, train=False):
-        """The network's output (scores before the loss).  Valid until the next call."""
+        """The network's output (scores before the loss), kept as ``self.output``.  Valid until the next call."""
         y = self._as_input(x)
         for layer in self.layers:
             y = layer.forward(y, train)
+        self.output = y
         return y
 
     def penalty(self):
@@ -162,14 +164,18 @@ class Sequential:
         labels = t.argmax(axis=1) if t.ndim == 2 else t
         return float(np.mean(self.predict(x, batch_size) == labels))
 
+    @staticmethod
+    def count_correct(y, t):
+        """How many rows of the output y have their largest score at their integer label t (0 for float targets)."""
+        return int(np.count_nonzero(y.argmax(axis=1) == t)) if t.ndim == 1 else 0
+
     def evaluate(self, dataset, batch_size=EVAL_CHUNK):
         """(mean loss incl. weight decay, accuracy or None) over a whole Dataset, in large chunks."""
         total_loss, correct, n = 0.0, 0, 0
         for xb, tb in dataset.chunks(batch_size):
             y = self.forward(xb)
             total_loss += float(self.loss_layer.forward(y, tb)) * len(xb)
-            if tb.ndim == 1:
-                correct += int(np.count_nonzero(y.argmax(axis=1) == tb))
+            correct += self.count_correct(y, tb)
             n += len(xb)
         accuracy = correct / n if dataset.is_classification else None
         return total_loss / n + float(self.penalty()), accuracy

@@ -159,7 +159,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
                       clip_norm=config.clip_norm, progress=False if quiet else None, prefetch=config.prefetch,
                       checkpoint=lambda t: save_checkpoint(checkpoint_path, t.state_dict(), metadata={
                           "config": config.to_dict(), "architecture": model.describe()}),
-                      checkpoint_every=config.checkpoint_every)
+                      checkpoint_every=config.checkpoint_every, train_metrics=config.train_metrics)
     if resume:
         if json.loads(metadata.get("architecture", "null")) != model.describe():
             raise CheckpointError(f"{checkpoint_path!r} is for another architecture than the model its config "

@@ -42,6 +42,10 @@ STATUS_ORDER = {"ok": 0, "too slow": 1, "diverged": 2, "failed": 3}
 RESULT_COLUMNS = ["status", "best_val_acc", "best_val_loss", "best_epoch", "initial_loss", "test_acc",
                   "run_status", "reason", "seconds"]
 EXCLUDED_FROM_ID = ("threads", "prefetch", "checkpoint_every")  # settings that change speed, not results
+# Where a sweep's trials differ from `sgdlab train` unless set: trials are ranked on validation metrics, so
+# their train metrics are the batches' running means; a pass over the whole training set at every epoch
+# took 40% of an MNIST trial.  (--set train_metrics=full restores it; --then-train uses train's defaults.)
+TRIAL_DEFAULTS = {"train_metrics": "running"}
 
 
 # -- the search space ------------------------------------------------------------------------------
@@ -652,7 +656,8 @@ def lr_range_test(config, lr_min=1e-6, lr_max=10.0, iterations=200):
     schedule = ExponentialRamp(lr_min, lr_max, iterations)
     trainer = Trainer(model, train, build_optimizer(config.replace(lr=lr_min)), batch_size=config.batch_size,
                       iterations=iterations, validation=None, sampling=config.sampling, seed=config.seed,
-                      eval_every=iterations, schedule=schedule, clip_norm=config.clip_norm, progress=False)
+                      eval_every=iterations, schedule=schedule, clip_norm=config.clip_norm, progress=False,
+                      train_metrics=config.train_metrics)
     with threadpool_limits(limits=config.threads):
         history = trainer.run()
     losses = np.asarray(history.iteration_loss, dtype=float)
@@ -689,7 +694,8 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
     """``sgdlab sweep``: the range test or the sweep, its table and picture, then optionally the winner; exit code."""
     stream = None if quiet else sys.stdout
     fixed, space = build_space(settings, trials=trials, grid=grid, seed=sweep_seed)
-    base = TrainConfig.from_dict({**(base_values or {}), **fixed})
+    given = {**(base_values or {}), **fixed}
+    base = TrainConfig.from_dict({**TRIAL_DEFAULTS, **given})
     check_whole_number("workers", workers, optional=True)
     check_whole_number("final_epochs", final_epochs, optional=True)
     final_epochs = final_epochs or max(base.epochs, TrainConfig.epochs)
@@ -712,7 +718,7 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
     if then_train:
         from .run import print_summary, train_run
 
-        config = base.replace(**{**winner, "epochs": final_epochs})
+        config = TrainConfig.from_dict(given).replace(**{**winner, "epochs": final_epochs})  # train's defaults
         folder = os.path.join(out, "winner")
         print(f"training the winner ({', '.join(f'{k}={v}' for k, v in winner.items())}) for {final_epochs} epochs",
               file=sys.stdout, flush=True)

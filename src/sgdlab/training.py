@@ -3,6 +3,13 @@ iterations, evaluates at every epoch boundary (or every ``eval_every``
 iterations), records a ``History``, and stops early, on divergence, or when
 asked to (Ctrl-C).
 
+Train metrics at an evaluation are, with ``train_metrics="full"``, the loss and
+accuracy of the whole training set under the current parameters (the tutorial's);
+with ``"running"``, the mean loss and the accuracy of the mini-batches since the
+previous evaluation, as each was seen before its update (what Keras and
+scikit-learn report).  Running metrics cost nothing; a full pass over a large
+training set can cost as much as training on it.
+
 Epoch boundaries are integer iteration counts: an epoch is
 ceil(n / batch_size) iterations, so no evaluation is skipped when the data size
 is not a multiple of the batch.
@@ -20,6 +27,7 @@ from .errors import CheckpointError, ConfigError, DataError, check_whole_number
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 GRADIENTS = ("backprop", "numerical")
+TRAIN_METRICS = ("full", "running")
 
 
 class History:
@@ -229,9 +237,11 @@ class Trainer:
     def __init__(self, model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None,
                  callbacks=(), gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None,
                  clip_norm=None, progress=None, divergence_factor=100.0, prefetch=False, checkpoint=None,
-                 checkpoint_every=None):
+                 checkpoint_every=None, train_metrics="full"):
         if gradient not in GRADIENTS:
             raise ConfigError(f"gradient={gradient!r} is unknown: use {' or '.join(GRADIENTS)}")
+        if train_metrics not in TRAIN_METRICS:
+            raise ConfigError(f"train_metrics={train_metrics!r} is unknown: use {' or '.join(TRAIN_METRICS)}")
         if epochs is None and iterations is None:
             epochs = 1
         if epochs is not None and iterations is not None:
@@ -257,6 +267,8 @@ class Trainer:
         check_whole_number("checkpoint_every", checkpoint_every, optional=True)
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every  # checkpoint(trainer) writes one
         self.history = History()
+        # train_metrics="running": [sum of batch losses, correct predictions, samples] since the last evaluation
+        self.running = [0.0, 0, 0] if train_metrics == "running" else None
         self.iteration = 0
         self.seconds = 0.0
         self.initial_loss = None
@@ -298,6 +310,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "sampler": self.sampler.state_dict(),
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "history": history, "callbacks": callbacks,
+            "running": None if self.running is None else list(self.running),
         }
 
     def load_state_dict(self, state):
@@ -333,6 +346,10 @@ class Trainer:
                     cb.load_state_dict(saved)
             self.iteration, self.seconds = int(state["iteration"]), float(state["seconds"])
             self.initial_loss = state["initial_loss"]
+            if self.running is not None:
+                running = state.get("running")  # absent: saved with full train metrics
+                self.running = [0.0, 0, 0] if running is None else [float(running[0]), int(running[1]),
+                                                                   int(running[2])]
             self._stop = None if state["stop"] is None else tuple(state["stop"])
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise CheckpointError(f"the checkpoint's training state is incomplete or malformed ({exc!r})") from None
@@ -392,10 +409,20 @@ class Trainer:
         model = self.model
         if self.gradient == "backprop":
             loss, _ = model.gradient(xb, tb)
+            self._tally(loss, tb)
             return loss
         loss = model.loss(xb, tb, train=True)  # as backprop: draws this batch's Dropout masks, moves BatchNorm's
-        model.grads[...] = model.numerical_gradient(xb, tb)  # averages; differences reuse those masks
+        self._tally(loss, tb)                  # averages; differences reuse those masks
+        model.grads[...] = model.numerical_gradient(xb, tb)
         return loss
+
+    def _tally(self, loss, tb):
+        """Running train metrics: add this batch's loss and correct predictions (its forward pass's output)."""
+        running = self.running
+        if running is not None:
+            running[0] += loss * len(tb)
+            running[1] += self.model.count_correct(self.model.output, tb)
+            running[2] += len(tb)
 
     def _check_divergence(self, loss):
         """False (and stop as ``diverged``) when the loss is NaN/inf or far above where it began."""
@@ -410,9 +437,17 @@ class Trainer:
                               f"try lr <= {lr / 10:g}")
         return False
 
+    def _train_metrics(self):
+        """(train loss, train accuracy or None) for this evaluation; restarts the running sums."""
+        if self.running is None or not self.running[2]:
+            return self.model.evaluate(self.train)
+        total, correct, seen = self.running
+        self.running = [0.0, 0, 0]
+        return total / seen, correct / seen if self.train.is_classification else None
+
     def _evaluate(self):
         model = self.model
-        train_loss, train_acc = model.evaluate(self.train)
+        train_loss, train_acc = self._train_metrics()
         row = {"epoch": self._epoch_label(), "iteration": self.iteration, "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": None, "val_acc": None, "lr": float(self.optimizer.lr),
                "seconds": round(self.seconds, 3)}
@@ -473,15 +508,16 @@ def check_data_fits(model, dataset, role):
 
 def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None, callbacks=(),
         gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None, clip_norm=None,
-        progress=None, prefetch=False):
+        progress=None, prefetch=False, train_metrics="full"):
     """Train ``model`` on ``train`` by mini-batch gradient descent; returns the History.
 
     ``gradient`` is "backprop" or "numerical" (the tutorial's central differences).
     ``progress``: None shows a bar only on a terminal, False never, True always.
     ``prefetch``: gather the next batch on a background thread while the current one trains.
+    ``train_metrics``: "full" (the whole training set at each evaluation) or "running" (the batches' since the last).
     """
     trainer = Trainer(model, train, optimizer, batch_size=batch_size, epochs=epochs, iterations=iterations,
                       validation=validation, callbacks=callbacks, gradient=gradient, sampling=sampling, seed=seed,
                       eval_every=eval_every, schedule=schedule, clip_norm=clip_norm, progress=progress,
-                      prefetch=prefetch)
+                      prefetch=prefetch, train_metrics=train_metrics)
     return trainer.run()
