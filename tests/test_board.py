@@ -302,9 +302,12 @@ def test_divergence_is_reported_not_crashed(server):
 # -- the command ---------------------------------------------------------------------------------------
 
 
-def test_cli_serves_and_stops_cleanly_on_ctrl_c(runs_dir):
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "background"])
+def test_cli_serves_and_stops_cleanly_on_ctrl_c(runs_dir, inherited):
+    """Also when started with SIGINT ignored, as a non-interactive shell starts a background job."""
     proc = subprocess.Popen([sys.executable, "-m", "sgdlab", "board", str(runs_dir), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, inherited))
     try:
         line = proc.stdout.readline()
         assert "serving" in line and "http://127.0.0.1:" in line

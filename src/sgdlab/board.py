@@ -680,11 +680,14 @@ def serve(root, host="127.0.0.1", port=8765, verbose=False, stream=None):
     if server.plotly_js is None:
         print("sgdlab board: plotly is not installed, charts will not draw: pip install 'sgdlab[board]'",
               file=sys.stderr)
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        def on_term(signum, frame):
+        def stop(signum, frame):
             raise KeyboardInterrupt
-        previous = signal.signal(signal.SIGTERM, on_term)
+
+        # SIGINT too, explicitly (as `sgdlab train` does): a process started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"sgdlab board: serving {server.runs.root} on {server.url} (Ctrl-C stops)", file=stream, flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
@@ -692,7 +695,7 @@ def serve(root, host="127.0.0.1", port=8765, verbose=False, stream=None):
         pass
     finally:
         server.server_close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     print("sgdlab board: stopped", file=stream, flush=True)
     return 0
