@@ -18,26 +18,13 @@ import numpy as np
 from .checkpoint import (CHECKPOINT_NAME, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          save_model, write_json_atomic)
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, RunExistsError
+from .errors import CheckpointError, ConfigError
+from .runfolder import check_location, check_replaceable, claim_folder
 from .training import Callback
 
 SUMMARY_KEYS = ("status", "best_epoch", "stopped_reason", "epochs_run", "train_accuracy", "val_accuracy",
                 "test_accuracy", "seconds")
 EXIT_CODES = {"completed": 0, "early_stopped": 0, "diverged": 1, "interrupted": 130}
-
-
-def prepare_run_dir(out, overwrite=False):
-    """Create ``out``; refuse an existing non-empty folder unless ``overwrite`` (then empty it first)."""
-    out = os.fspath(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise RunExistsError(f"run folder {out!r} is a file: choose another --out")
-    if os.path.isdir(out) and os.listdir(out):
-        if not overwrite:
-            raise RunExistsError(f"run folder {out!r} already exists: pass --overwrite to replace it or "
-                                 f"--out to choose another")
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
-    return out
 
 
 def build_model(config, n_features, n_outputs, task):
@@ -120,12 +107,25 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
 
     ``resume=True`` continues ``out`` from its checkpoint.safetensors with the config saved there
     (``config`` may be None; when given it must equal the saved one).
+    The folder is claimed (``runfolder.claim_folder``) for the whole run.
     """
+    out = check_location(out, "--resume" if resume else "--out")
+    if not resume:
+        if not isinstance(config, TrainConfig):
+            raise ConfigError("train_run needs a TrainConfig")
+        config.validate()
+        check_replaceable(out, "run", overwrite)       # before any data is loaded
+    with claim_folder(out, "run", overwrite=overwrite, resume=resume, command="sgdlab train",
+                      what="--resume" if resume else "--out") as claim:
+        return _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures)
+
+
+def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures):
+    """``train_run``'s work, in a folder ``claim`` owns."""
     from threadpoolctl import threadpool_limits
 
     from .training import EarlyStopping, EpochLogger, Trainer
 
-    out = os.fspath(out)
     checkpoint_path = os.path.join(out, CHECKPOINT_NAME)
     if resume:
         state, metadata, saved = read_resume_checkpoint(out)
@@ -134,11 +134,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
             raise ConfigError(f"cannot resume {out!r} with changed settings ({', '.join(changed)}): a resumed run "
                               f"keeps the settings it started with")
         config = saved
-    if not isinstance(config, TrainConfig):
-        raise ConfigError("train_run needs a TrainConfig")
-    config.validate()
-    if not resume and os.path.isdir(out) and os.listdir(out) and not overwrite:
-        prepare_run_dir(out, overwrite=False)  # raises before any data is loaded
+        config.validate()
     train, val, test = load_splits(config, cache_dir=cache_dir)
     task = "classification" if train.is_classification else "regression"
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
@@ -167,7 +163,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
         trainer.load_state_dict(state)
         remove_stale_temporaries(out)
     else:
-        out = prepare_run_dir(out, overwrite=overwrite)
+        claim.clear()
         write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
     with threadpool_limits(limits=config.threads), stop_on_signals(trainer) as received:
         history = trainer.run()

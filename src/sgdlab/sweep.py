@@ -35,7 +35,8 @@ import numpy as np
 
 from .checkpoint import write_json_atomic
 from .config import TrainConfig
-from .errors import ConfigError, RunExistsError, SgdlabError, check_whole_number
+from .errors import ConfigError, SgdlabError, check_whole_number
+from .runfolder import Claim, check_location, check_replaceable, claim_folder
 
 DIVERGED_FACTOR = 10.0
 STATUS_ORDER = {"ok": 0, "too slow": 1, "diverged": 2, "failed": 3}
@@ -336,11 +337,10 @@ class Sweep:
             self.rows = {(r["trial"]): r for r in read_table(self.csv_path)} if os.path.exists(self.csv_path) \
                 else {}
         else:
-            if os.path.isdir(self.out) and os.listdir(self.out):
-                if not overwrite:
-                    raise RunExistsError(f"sweep folder {self.out!r} already exists: pass --resume to continue it, "
-                                         f"--overwrite to replace it, or --out to choose another")
-                shutil.rmtree(self.out)
+            check_location(self.out)
+            check_replaceable(self.out, "sweep", overwrite or resume)
+            if os.path.isdir(self.out) and not resume:
+                Claim(self.out, "sweep").clear()
             os.makedirs(os.path.join(self.out, "trials"), exist_ok=True)
             write_json_atomic(spec_path, description)
 
@@ -699,11 +699,22 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
     check_whole_number("workers", workers, optional=True)
     check_whole_number("final_epochs", final_epochs, optional=True)
     final_epochs = final_epochs or max(base.epochs, TrainConfig.epochs)
+    if range_test and space.dimensions:
+        raise ConfigError(f"--range-test runs one lr ramp: give single values, not the range or list of "
+                          f"{space.dimensions[0].name}")
+    with claim_folder(out, "sweep", overwrite=overwrite, resume=resume and os.path.isdir(out),
+                      command="sgdlab sweep") as claim:
+        if range_test and not resume:
+            claim.clear()
+        return _sweep_in(out, given, base, space, final_epochs, workers, scheduler, resume, overwrite, halving,
+                         min_epochs, slow_threshold, range_test, lr_min, lr_max, range_iterations, then_train,
+                         quiet, stream)
+
+
+def _sweep_in(out, given, base, space, final_epochs, workers, scheduler, resume, overwrite, halving, min_epochs,
+              slow_threshold, range_test, lr_min, lr_max, range_iterations, then_train, quiet, stream):
+    """``sweep_command``'s work in the sweep folder it holds."""
     if range_test:
-        if space.dimensions:
-            raise ConfigError(f"--range-test runs one lr ramp: give single values, not the range or list of "
-                              f"{space.dimensions[0].name}")
-        os.makedirs(out, exist_ok=True)
         result = lr_range_test(base, lr_min=lr_min, lr_max=lr_max, iterations=range_iterations)
         write_range_test(out, result)
         print(f"LR range test: {result['losses'].size} iterations, lr {lr_min:g} -> {lr_max:g}, loss blew up "
@@ -722,7 +733,7 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
         folder = os.path.join(out, "winner")
         print(f"training the winner ({', '.join(f'{k}={v}' for k, v in winner.items())}) for {final_epochs} epochs",
               file=sys.stdout, flush=True)
-        summary = train_run(config, folder, overwrite=True, quiet=quiet)
+        summary = train_run(config, folder, overwrite=overwrite, quiet=quiet)
         print_summary(summary, folder)
     return 0
 

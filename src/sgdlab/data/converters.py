@@ -21,7 +21,7 @@ import numpy as np
 from sgdlab.errors import ConfigError, DataError
 
 from .datasets import _check_count
-from .files import _load_npy, _npz_get
+from .files import _load_npy, npz_array
 from .mnist import _IDX_DTYPES
 from .store import StoreWriter, _bar, _chunk_rows
 
@@ -202,12 +202,12 @@ def _npz_sources(src: Path):
     with npz:
         keys = set(npz.files)
         if {"x_train", "t_train"} <= keys:
-            return [(role, _check_pair(_npz_get(npz, f"x_{role}", src), _npz_get(npz, f"t_{role}", src),
+            return [(role, _check_pair(npz_array(npz, f"x_{role}", src), npz_array(npz, f"t_{role}", src),
                                        f"{src} {role}"))
                     for role in ("train", "val", "test") if f"x_{role}" in keys and f"t_{role}" in keys]
         for xk, tk in (("x", "t"), ("X", "y")):
             if {xk, tk} <= keys:
-                return [("train", _check_pair(_npz_get(npz, xk, src), _npz_get(npz, tk, src), str(src)))]
+                return [("train", _check_pair(npz_array(npz, xk, src), npz_array(npz, tk, src), str(src)))]
     raise DataError(f"{src} holds arrays {sorted(keys)}: need x and t (or X and y, or x_train, t_train, ...)")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from sgdlab.errors import ConfigError, DataError
 
 DATASET_NAMES = ("mnist", "digits", "spirals", "blobs", "circles", "xor")
+MAX_CLASSES = 100_000                # an output unit per class: more is a labelling mistake, not a task
 _NAN_CHUNK_ELEMENTS = 1 << 22        # rows scanned per NaN check step: ~4M values (32 MB of float64)
 _RESIDENT_BYTES = 1 << 28            # mapped bytes touched before the pages are dropped (256 MB)
 _FAULT_SPAN = 1 << 16                # a page fault may map up to 16 neighbouring pages: count 64 KiB a row
@@ -322,14 +323,43 @@ def _check_finite(a, what):
         raise DataError(f"{what} has {count} NaN/inf value(s), the first at {where}: all values must be finite")
 
 
+def check_class_count(k, source):
+    """``k`` classes (an output layer of k units) if 1 <= k <= MAX_CLASSES; else DataError naming it."""
+    if not 1 <= k <= MAX_CLASSES:
+        raise DataError(f"{source} asks for {k} classes, more than the {MAX_CLASSES} allowed: labels must be "
+                        f"integers 0..k-1 (map them to 0..k-1 first)")
+    return int(k)
+
+
+def classes_from_labels(*ts, where="the labels"):
+    """k for integer labels that are exactly 0..k-1 over all ``ts`` (every class seen); DataError otherwise.
+
+    Inferring k as max + 1 from labels with gaps would build an output unit per missing class
+    (one label of 10^8 in a 60-row file asked for 24 GB).
+    """
+    seen = np.unique(np.concatenate([np.unique(np.asarray(t)) for t in ts]))
+    if seen.size == 0:
+        return None
+    lo, hi = int(seen[0]), int(seen[-1])
+    if lo < 0:
+        raise DataError(f"{where}: label {lo} is negative: labels must be integers 0..k-1")
+    k = check_class_count(hi + 1, f"{where}: label {hi}")
+    if seen.size != k:
+        missing = np.setdiff1d(np.arange(k), seen)[:5].tolist()
+        raise DataError(f"{where}: labels go up to {hi} but only {seen.size} distinct values appear "
+                        f"(missing e.g. {missing}): labels must be 0..k-1 with every class present; "
+                        f"map them to 0..k-1 first")
+    return k
+
+
 def _check_t(t, n, n_classes):
     if t.ndim not in (1, 2):
         raise DataError(f"t has shape {t.shape}: use (n,) integer labels or (n, k) float targets")
     if len(t) != n:
         raise DataError(f"x has {n} samples but t has {len(t)}: they must be equal")
     if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
-                                  or n_classes < 1):
-        raise ConfigError(f"n_classes={n_classes!r} is not allowed: use an integer >= 1 or None")
+                                  or not 1 <= n_classes <= MAX_CLASSES):
+        raise ConfigError(f"n_classes={n_classes!r} is not allowed: use an integer from 1 to {MAX_CLASSES} or None")
     if t.dtype.kind in "iu":
         if t.ndim != 1:
             raise DataError(f"t has integer dtype and shape {t.shape}: integer labels must be 1-D (n,)")
@@ -339,7 +369,7 @@ def _check_t(t, n, n_classes):
             raise DataError(f"label {lo} at index {i} is negative: labels must be integers in "
                             f"[0, {n_classes if n_classes is not None else 'n_classes'})")
         if n_classes is None:
-            return hi + 1
+            return check_class_count(hi + 1, "the largest label + 1")
         if hi >= n_classes:
             i = int(np.argmax(t >= n_classes))
             raise DataError(f"label {int(t[i])} at index {i} is out of range: labels must be integers "
