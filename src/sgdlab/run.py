@@ -18,7 +18,8 @@ import numpy as np
 from .checkpoint import (CHECKPOINT_NAME, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          save_model, write_json_atomic)
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, SgdlabError
+from .safetensors_io import load_json_text
 from .runfolder import check_location, check_replaceable, claim_folder
 from .training import Callback
 
@@ -92,8 +93,8 @@ def read_resume_checkpoint(out):
         raise CheckpointError(f"cannot resume {out!r}: it holds no {CHECKPOINT_NAME}")
     state, metadata = load_checkpoint(path)
     try:
-        config = TrainConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError) as exc:
+        config = TrainConfig.from_dict(load_json_text(metadata["config"], f"{path!r}'s config"))
+    except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path!r} has no usable config ({exc})") from None
     return state, metadata, config
 
@@ -157,10 +158,16 @@ def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures):
                           "config": config.to_dict(), "architecture": model.describe()}),
                       checkpoint_every=config.checkpoint_every, train_metrics=config.train_metrics)
     if resume:
-        if json.loads(metadata.get("architecture", "null")) != model.describe():
+        if load_json_text(metadata.get("architecture", "null"), checkpoint_path) != model.describe():
             raise CheckpointError(f"{checkpoint_path!r} is for another architecture than the model its config "
                                   f"builds on this data (was the dataset changed?)")
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except SgdlabError:
+            raise
+        except (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"{checkpoint_path!r} holds a training state that does not fit this run "
+                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
         remove_stale_temporaries(out)
     else:
         claim.clear()

@@ -36,9 +36,11 @@ import numpy as np
 from .checkpoint import write_json_atomic
 from .config import TrainConfig
 from .errors import ConfigError, SgdlabError, check_whole_number
+from .safetensors_io import load_json_text
 from .runfolder import Claim, check_location, check_replaceable, claim_folder
 
 DIVERGED_FACTOR = 10.0
+MAX_TRIALS = 10_000                 # a bound checked before any list of trials is built
 STATUS_ORDER = {"ok": 0, "too slow": 1, "diverged": 2, "failed": 3}
 RESULT_COLUMNS = ["status", "best_val_acc", "best_val_loss", "best_epoch", "initial_loss", "test_acc",
                   "run_status", "reason", "seconds"]
@@ -182,12 +184,22 @@ class SearchSpace:
             return [dict(zip(names, combo)) for combo in
                     itertools.product(*(d.grid(self.trials) for d in self.dimensions))]
         rng = np.random.default_rng(self.seed)
-        points = []
+        points, seen = [], set()
         for _ in range(self.trials):
             point = {d.name: d.draw(rng) for d in self.dimensions}
-            if point not in points:
+            key = tuple(point.values())
+            if key not in seen:
+                seen.add(key)
                 points.append(point)
         return points
+
+    def size(self):
+        """How many trials ``points()`` gives at most, computed without listing them."""
+        if not self.dimensions:
+            return 1
+        if self.grid or not any(d.is_range for d in self.dimensions):
+            return math.prod(self.trials if d.is_range else len(d.values) for d in self.dimensions)
+        return self.trials
 
     def to_dict(self):
         return {"trials": self.trials, "grid": self.grid, "seed": self.seed,
@@ -207,7 +219,11 @@ def build_space(settings, trials=8, grid=False, seed=0):
             dims.append(parsed)
         else:
             fixed[name] = parsed
-    return fixed, SearchSpace(dims, trials=trials, grid=grid, seed=seed)
+    space = SearchSpace(dims, trials=trials, grid=grid, seed=seed)
+    if trials > MAX_TRIALS or space.size() > MAX_TRIALS:
+        raise ConfigError(f"trials={trials} asks for {max(trials, space.size())} trials, more than the {MAX_TRIALS} "
+                          f"a sweep runs: use fewer --trials or fewer values")
+    return fixed, space
 
 
 def trial_id(config):
@@ -329,8 +345,11 @@ class Sweep:
         description = json.loads(json.dumps(description))  # tuples become lists, as read back
         spec_path = os.path.join(self.out, "sweep.json")
         if resume and os.path.exists(spec_path):
-            with open(spec_path, encoding="utf-8") as f:
-                previous = json.load(f)
+            try:
+                with open(spec_path, encoding="utf-8") as f:
+                    previous = load_json_text(f.read(), repr(spec_path), error=ConfigError)
+            except UnicodeDecodeError:
+                previous = None
             if previous != description:
                 raise ConfigError(f"--resume: {self.out!r} holds a different sweep (settings in its sweep.json); "
                                   f"give the same flags or another --out")
@@ -501,29 +520,56 @@ def write_table(path, rows):
 
 
 def read_table(path):
-    """sweep.csv back to rows with numbers typed (the inverse of ``write_table``)."""
+    """sweep.csv back to rows with numbers typed (the inverse of ``write_table``); a damaged table ->
+    ConfigError naming the line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [_typed_row(raw, line) for line, raw in enumerate(csv.DictReader(f), 2)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path!r} is not a readable sweep table ({exc}): start the sweep again with "
+                          f"--overwrite") from None
+    except ValueError as exc:
+        if isinstance(exc, SgdlabError):
+            raise ConfigError(f"{path!r}: {exc}") from None
+        raise
+
+
+def _typed_row(raw, line):
+    """One sweep.csv row with its types and ranges checked (status known, rung >= 0, numbers finite)."""
     kinds = _field_types()
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for raw in csv.DictReader(f):
-            row = {}
-            for key, text in raw.items():
-                if key == "rank":
-                    continue
-                if text == "":
-                    row[key] = None
-                elif key in ("rung",):
-                    row[key] = int(text)
-                elif key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
-                    row[key] = float(text)
-                elif key in ("best_epoch",):
-                    row[key] = text
-                elif key in kinds and key != "layers":
-                    row[key] = _parse_scalar(key, text)
-                else:
-                    row[key] = text
-            rows.append(row)
-    return rows
+    row = {}
+    for key, text in raw.items():
+        if key == "rank":
+            continue
+        if key is None or text is None:
+            raise ConfigError(f"line {line} has {'more' if key is None else 'fewer'} fields than the header")
+        if text == "":
+            row[key] = None
+        elif key == "rung":
+            row[key] = _table_number(key, text, line, int)
+        elif key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
+            row[key] = _table_number(key, text, line, float)
+        elif key in kinds and key != "layers":
+            row[key] = _parse_scalar(key, text)
+        else:
+            row[key] = text
+    missing = [c for c in RESULT_COLUMNS if c not in row]
+    if missing:
+        raise ConfigError(f"the header lacks {', '.join(missing)}")
+    if row.get("status") not in STATUS_ORDER or not isinstance(row.get("trial"), str) or row.get("rung") is None:
+        raise ConfigError(f"line {line} has status {row.get('status')!r}, trial {row.get('trial')!r}, rung "
+                          f"{row.get('rung')!r}: expected one of {', '.join(STATUS_ORDER)}, an id and a rung")
+    return row
+
+
+def _table_number(key, text, line, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"line {line} has {key}={text[:40]!r}: expected a number") from None
+    if not math.isfinite(value) or value < 0 or (kind is int and value > 1000):
+        raise ConfigError(f"line {line} has {key}={text[:40]!r}: expected a finite number >= 0")
+    return value
 
 
 def format_table(rows, limit=None):

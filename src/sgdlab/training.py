@@ -23,7 +23,9 @@ import time
 import numpy as np
 
 from .batches import BatchLoader, BatchSampler, PrefetchLoader
+from .data.datasets import check_fits_dtype
 from .errors import CheckpointError, ConfigError, DataError, check_whole_number
+from .losses import check_targets
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 GRADIENTS = ("backprop", "numerical")
@@ -504,6 +506,8 @@ def check_data_fits(model, dataset, role):
                             f"(labels 0..{model.n_out - 1})")
     elif t.ndim == 2 and t.shape[1] != model.n_out:
         raise DataError(f"the {role} targets have {t.shape[1]} columns but the model has {model.n_out} outputs")
+    check_targets(model.loss_layer.name, t, role)
+    check_fits_dtype(dataset.x, model.dtype, f"the {role} data", dataset.scale)
 
 
 def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None, callbacks=(),

@@ -323,6 +323,23 @@ def _check_finite(a, what):
         raise DataError(f"{what} has {count} NaN/inf value(s), the first at {where}: all values must be finite")
 
 
+def check_fits_dtype(a, dtype, what, scale=None):
+    """Refuse values whose magnitude (times ``scale``) overflows ``dtype`` (1e300 becomes inf in float32);
+    scans in chunks.  Integer arrays and arrays already of a dtype no wider than ``dtype`` pass at once."""
+    limit = float(np.finfo(dtype).max)
+    if a.dtype.kind not in "f" or np.finfo(a.dtype).max <= limit and not scale:
+        return
+    factor = abs(scale) if scale else 1.0
+    step = max(1, _NAN_CHUNK_ELEMENTS // max(1, math.prod(a.shape[1:])))
+    for start in range(0, len(a), step):
+        chunk = np.abs(a[start:start + step])
+        peak = float(chunk.max()) if chunk.size else 0.0
+        if peak * factor > limit:
+            row = start + int(np.argmax(chunk.reshape(len(chunk), -1).max(axis=1)))
+            raise DataError(f"{what} has value {peak * factor:.3g} at sample {row}, beyond {np.dtype(dtype).name}'s "
+                            f"largest {limit:.3g}: rescale the data or use dtype float64")
+
+
 def check_class_count(k, source):
     """``k`` classes (an output layer of k units) if 1 <= k <= MAX_CLASSES; else DataError naming it."""
     if not 1 <= k <= MAX_CLASSES:
