@@ -148,8 +148,8 @@ def test_kinds_do_not_replace_each_other(tmp_path):
 
 
 def test_empty_out_is_refused_not_taken_as_default(tmp_path):
-    for flags in (("--out", ""), ("--resume", ""), ("--config", "")):
-        result = sgdlab("train", "--dataset", "spirals", "--epochs", "1", *flags, cwd=tmp_path)
+    for flags in (("--dataset", "spirals", "--out", ""), ("--resume", ""), ("--config", "")):
+        result = sgdlab("train", *flags, cwd=tmp_path)
         assert_refused(result, "empty")
     assert os.listdir(tmp_path) == []
 
@@ -221,3 +221,9 @@ def test_check_output_file_refuses_folders_and_inputs(tmp_path):
         check_output_file(tmp_path / "." / "in.csv", protected=[tmp_path / "in.csv"])
     with pytest.raises(RunExistsError, match="is a folder"):
         check_output_file(tmp_path)
+
+
+def test_every_demo_lists_the_pictures_it_writes():
+    from sgdlab.demos import DEMO_PICTURES, DEMOS
+
+    assert set(DEMO_PICTURES) == set(DEMOS)

@@ -89,12 +89,21 @@ def add_config_flags(parser, as_text=False):
                             help=FIELD_HELP.get(f.name), metavar=f.name.upper(), **bare)
 
 
+def config_path(path):
+    """--config's value; "" is refused (it would otherwise read as "no --config")."""
+    from ..errors import ConfigError
+
+    if not path.strip():
+        raise ConfigError("--config '' is empty: give a TOML file")
+    return path
+
+
 def config_from_args(args):
     from ..config import TrainConfig
 
     values = {}
-    if getattr(args, "config", None):
-        values.update(TrainConfig.from_toml(args.config).to_dict())
+    if getattr(args, "config", None) is not None:
+        values.update(TrainConfig.from_toml(config_path(args.config)).to_dict())
     for f in dataclasses.fields(TrainConfig):
         if hasattr(args, f.name):
             values[f.name] = getattr(args, f.name)

@@ -15,6 +15,7 @@ def read_inputs(path, n_features):
 
     import numpy as np
 
+    from ..data.files import npy_header, npz_array
     from ..errors import DataError
 
     path = os.fspath(path)
@@ -23,6 +24,8 @@ def read_inputs(path, n_features):
     suffix = os.path.splitext(path)[1].lower()
     try:
         if suffix == ".npy":
+            with open(path, "rb") as f:                   # the header's shape against the file's size first
+                npy_header(f, path, os.fstat(f.fileno()).st_size)
             x = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             npz = np.load(path, allow_pickle=False)
@@ -32,7 +35,7 @@ def read_inputs(path, n_features):
                 keys = [k for k in ("x", "X") if k in npz.files] or (npz.files if len(npz.files) == 1 else [])
                 if not keys:
                     raise DataError(f"input {path!r} holds arrays {sorted(npz.files)}: name the features x")
-                x = npz[keys[0]]
+                x = npz_array(npz, keys[0], path)
         elif suffix == ".csv":
             with open(path, encoding="utf-8") as f:
                 lines = [line for line in f.read().splitlines() if line.strip()]
@@ -76,11 +79,18 @@ def cmd_predict(args):
 
     from ..checkpoint import load_model, write_text_atomic
 
+    from ..data.datasets import check_fits_dtype
+    from ..runfolder import check_output_file
+
+    if args.out is not None:
+        check_output_file(args.out, protected=[args.model, args.input])
     model = load_model(args.model)
-    x = read_inputs(args.input, model.n_in).astype(model.params.dtype)
+    x = read_inputs(args.input, model.n_in)
+    check_fits_dtype(x, model.params.dtype, f"input {args.input!r}")
+    x = x.astype(model.params.dtype)
     y = model.predict_proba(x) if args.proba else model.predict(x)
     y = np.asarray(y)
-    if args.out and args.out.endswith(".npy"):
+    if args.out is not None and args.out.endswith(".npy"):
         from ..checkpoint import atomic_path
 
         with atomic_path(args.out) as tmp:
@@ -89,11 +99,11 @@ def cmd_predict(args):
     else:
         rows = y.reshape(len(y), -1)
         text = "\n".join(",".join(str(v) if y.dtype.kind in "iu" else f"{v:.6g}" for v in row) for row in rows)
-        if args.out:
+        if args.out is not None:
             write_text_atomic(args.out, text + "\n")
         else:
             print(text)
-    if args.out:
+    if args.out is not None:
         print(f"{len(y)} predictions written to {args.out}", file=sys.stderr)
     return 0
 

@@ -34,7 +34,7 @@ def npy_header(f, path, size):
     need, have = math.prod(shape) * dtype.itemsize, size - 8 - header    # 8: magic string and version
     if need != have:
         raise DataError(f"{path}: its header says shape {shape} {dtype} = {need} bytes but the data has "
-                        f"{have}: the file is truncated or damaged")
+                        f"{have} bytes: the file is truncated or damaged")
     return shape, dtype
 
 
