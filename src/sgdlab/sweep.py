@@ -151,6 +151,8 @@ def parse_values(name, text):
             raise ConfigError(f"{name}={text!r} is not a range: write LOW:HIGH or LOW:HIGH:log")
         low, high = (float(_parse_scalar(name, p)) for p in parts[:2])
         log = len(parts) == 3 and parts[2] == "log"
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ConfigError(f"{name}={text!r} is not a range: LOW and HIGH must be finite numbers")
         if not low < high:
             raise ConfigError(f"{name}={text!r} is not a range: LOW must be below HIGH")
         if log and low <= 0:

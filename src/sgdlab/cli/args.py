@@ -70,6 +70,20 @@ def number_type(kind):
     return parse
 
 
+def whole_at_least(low):
+    """An argparse type: a whole number >= ``low`` (else a one-line usage error naming it)."""
+    whole = number_type(int)
+
+    def parse(text):
+        value = whole(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number >= {low}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def add_config_flags(parser, as_text=False):
     """One flag per TrainConfig field (--batch-size for batch_size ...); unset flags stay absent.
 

@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..errors import SgdlabError
-from .args import FIELD_HELP, number_type
+from .args import FIELD_HELP, number_type, whole_at_least
 
 
 def read_inputs(path, n_features):
@@ -37,7 +37,7 @@ def read_inputs(path, n_features):
                     raise DataError(f"input {path!r} holds arrays {sorted(npz.files)}: name the features x")
                 x = npz_array(npz, keys[0], path)
         elif suffix == ".csv":
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:         # -sig: a BOM is not part of the first row
                 lines = [line for line in f.read().splitlines() if line.strip()]
             if lines and not _numeric_row(lines[0]):
                 lines = lines[1:]
@@ -137,7 +137,7 @@ def add_parser(sub):
     evaluate = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a dataset",
                               description="Load MODEL and print loss and accuracy on each split of DATASET.")
     evaluate.add_argument("--dataset", required=True, help=FIELD_HELP["dataset"])
-    evaluate.add_argument("--seed", type=number_type(int), default=0, help="seed of the train/val split (default 0)")
+    evaluate.add_argument("--seed", type=whole_at_least(0), default=0, help="seed of the train/val split (default 0)")
     evaluate.add_argument("--val-fraction", type=number_type(float), default=0.1, help=FIELD_HELP["val_fraction"])
     evaluate.add_argument("--label-column", help=FIELD_HELP["label_column"])
     for p, handler in ((predict, cmd_predict), (evaluate, cmd_evaluate)):

@@ -23,7 +23,7 @@ from sgdlab.errors import ConfigError, DataError
 from .datasets import _check_count
 from .files import _load_npy, npz_array
 from .mnist import _IDX_DTYPES
-from .store import StoreWriter, _bar, _chunk_rows
+from .store import SPLITS, StoreWriter, _bar, _chunk_rows, is_store, read_meta
 
 SYNTH_NAMES = ("mnist-shifted",)
 _CSV_CHUNK_VALUES = 1 << 21          # CSV fields parsed at a time (16 MB as float64)
@@ -42,7 +42,9 @@ def convert(src, dst, label_column=None, val_samples=0, overwrite=False, progres
     src = Path(src)
     if not src.exists():
         raise DataError(f"{src} does not exist: give IDX files' folder, a .npz, .npy pair or .csv")
-    if src.is_dir() and _idx_pairs(src):
+    if is_store(src):
+        parts = _store_sources(src)
+    elif src.is_dir() and _idx_pairs(src):
         parts = [(role, _idx_source(img, lab)) for role, img, lab in _idx_pairs(src)]
     elif src.is_dir() or src.suffix == ".npy":
         parts = [("train", _npy_source(src))]
@@ -183,6 +185,14 @@ def _check_pair(x, t, what):
     if t.dtype.kind == "f" and t.ndim == 1:
         raise DataError(f"{what}: t is 1-D {t.dtype}: use integer labels or (n, k) float targets")
     return len(x), x.shape[1:], x.dtype, t.shape[1:], t.dtype, _array_chunks(x, t)
+
+
+def _store_sources(src: Path):
+    """Another store: its train/val/test row ranges stay splits (not merged into train)."""
+    meta = read_meta(src)
+    x, t = _load_npy(src / "x.npy"), _load_npy(src / "t.npy")
+    ranges = sorted(meta["splits"].items(), key=lambda kv: SPLITS.index(kv[0]))
+    return [(role, _check_pair(x[a:b], t[a:b], f"{src} {role}")) for role, (a, b) in ranges]
 
 
 def _npy_source(src: Path):

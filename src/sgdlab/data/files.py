@@ -82,7 +82,7 @@ def _labels_or_targets(t):
 
 def _load_csv(path, label_column):
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:   # -sig: a BOM is not part of the header
             header = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV file ({e}): use a text CSV with a header row") from e
