@@ -22,7 +22,7 @@ from .errors import RunExistsError, SgdlabError
 
 LOCK_NAME = ".sgdlab.lock"
 RUN_FILES = frozenset({"config.json", "metrics.csv", "summary.json", "model.safetensors", "checkpoint.safetensors",
-                       "iteration_loss.json", "loss.png", "accuracy.png", "model.onnx"})
+                       "iteration_loss.json", "loss.png", "accuracy.png", "confusion.png", "model.onnx"})
 RUN_FOLDERS = frozenset({"tensorboard"})
 SWEEP_FILES = frozenset({"sweep.json", "sweep.csv", "sweep.png", "range_test.csv", "range_test.json",
                          "range_test.png"})
