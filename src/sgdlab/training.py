@@ -83,7 +83,7 @@ class History:
     def _repr_html_(self):
         from .display import history_html
 
-        return history_html(self)
+        return history_html(self, METRIC_COLUMNS)
 
     def __repr__(self):
         return (f"History({len(self.rows)} evaluations, {len(self.iteration_loss)} iterations, "
