@@ -22,7 +22,7 @@ LIMIT = 1 << 30
 
 # -- mutations -----------------------------------------------------------------------------------------
 
-ODD_VALUES = [None, True, -1, 0, 2 ** 62, 10 ** 40, -(10 ** 12), 1e308, -0.5, 0.5, "text", "", [], {}, [[[[1]]]],
+ODD_VALUES = [None, True, -1, 0, 2 ** 62, 10 ** 40, 10 ** 9, 300_000, -(10 ** 12), 1e308, -0.5, 0.5, "text", "", [], {}, [[[[1]]]],
               {"a": {"b": [1, {"c": None}]}}, "\u00b2", "9" * 4000, [1, 2, 3] * 50]
 
 
@@ -47,7 +47,9 @@ def mutate_json(value, rng):
     for key in path[:-1]:
         parent = parent[key]
     action = rng.random()
-    if action < 0.15 and isinstance(parent, dict):
+    if isinstance(parent[path[-1]], int) and not isinstance(parent[path[-1]], bool) and rng.random() < 0.5:
+        parent[path[-1]] = rng.choice([10 ** 9, 2 ** 40, 300_000, -1, 0])      # a size that asks for too much
+    elif action < 0.15 and isinstance(parent, dict):
         del parent[path[-1]]
     elif action < 0.25:
         parent[path[-1]] = json.loads("[" * 200 + "1" + "]" * 200)
@@ -96,7 +98,9 @@ def rewrite_safetensors(path, rng):
     tensors, meta = read_safetensors(path)
     action = rng.random()
     if action < 0.6:
-        key = rng.choice(sorted(k for k in meta if k != "sha256"))
+        keys = sorted(k for k in meta if k != "sha256")
+        key = rng.choice([k for k in keys if k in ("architecture", "state")] or keys) if rng.random() < 0.6 else \
+            rng.choice(keys)
         try:
             meta[key] = mutate_json(json.loads(meta[key]), rng)
         except ValueError:

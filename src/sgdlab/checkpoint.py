@@ -110,8 +110,12 @@ def save_model(path, model, metadata=None):
 def _write_safetensors(path, tensors, metadata):
     """Atomic, byte-reproducible safetensors write; a failure (disk full, file-size limit) -> the old file kept."""
     data = safetensors_bytes(tensors, metadata)
-    with atomic_path(path) as tmp:
-        write_bytes(tmp, data)
+    try:
+        with atomic_path(path) as tmp:
+            write_bytes(tmp, data)
+    except OSError as exc:
+        raise CheckpointError(f"could not write {os.fspath(path)!r} ({exc.strerror or exc}); the disk may be full, "
+                              f"nothing was replaced") from None
 
 
 def write_bytes(path, data):

@@ -113,12 +113,14 @@ def check_location(path, what="--out"):
 
 def check_replaceable(path, kind, overwrite, resume=False, what="--out"):
     """Raise unless ``path`` is absent, empty, or (with overwrite/resume) an sgdlab ``kind`` folder."""
-    if not os.path.isdir(path):
-        if resume:
+    if resume:                  # nothing is deleted: the files themselves are checked by their readers
+        if not os.path.isdir(path):
             raise RunExistsError(f"cannot resume {path!r}: no such {kind} folder")
         return
+    if not os.path.isdir(path):
+        return
     names = [n for n in os.listdir(path) if n != LOCK_NAME and not _is_temporary(n)]
-    if not names and not resume:
+    if not names:
         return
     foreign = foreign_entries(path, kind)
     if foreign or not _is_kind(path, kind):
@@ -126,7 +128,7 @@ def check_replaceable(path, kind, overwrite, resume=False, what="--out"):
         raise RunExistsError(f"{what} {path!r} already exists and is not an sgdlab {kind} folder"
                              + (f" (it holds {shown})" if shown else "")
                              + f": --overwrite never replaces it; choose another {what}")
-    if not (overwrite or resume):
+    if not overwrite:
         hint = "--resume to continue it, " if kind == "sweep" else ""
         raise RunExistsError(f"{kind} folder {path!r} already exists: pass {hint}--overwrite to replace it or "
                              f"{what} to choose another")

@@ -83,13 +83,13 @@ def check_safetensors_header(path):
         start, stop = info["data_offsets"]
         need = math.prod(info["shape"]) * np.dtype(DTYPES[info["dtype"]]).itemsize
         if not (0 <= start <= stop <= data_size and stop - start == need):
-            raise CheckpointError(f"{where}: tensor {name!r} of shape {info['shape']} {info['dtype']} needs {need} "
-                                  f"bytes at {start}..{stop}, but the file holds {data_size} bytes of data")
+            raise _unreadable(where, f"tensor {name!r} of shape {info['shape']} {info['dtype']} needs {need} bytes "
+                                     f"at {start}..{stop}, but the file holds {data_size} bytes of data")
         spans.append((start, stop))
     spans.sort()
     if any(a[1] != b[0] for a, b in zip(spans, spans[1:])) or (spans and (spans[0][0] != 0 or
                                                                            spans[-1][1] != data_size)):
-        raise CheckpointError(f"{where}: the tensors' byte ranges do not cover its data exactly (damaged file)")
+        raise _unreadable(where, "the tensors' byte ranges do not cover its data exactly")
     return header
 
 

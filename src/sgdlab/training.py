@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from .batches import BatchLoader, BatchSampler, PrefetchLoader
-from .data.datasets import check_fits_dtype
+from .data.checks import check_fits_dtype
 from .errors import CheckpointError, ConfigError, DataError
 from .losses import check_targets
 from .smoothing import centred_mean

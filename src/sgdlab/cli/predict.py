@@ -79,7 +79,7 @@ def cmd_predict(args):
 
     from ..checkpoint import load_model, write_text_atomic
 
-    from ..data.datasets import check_fits_dtype
+    from ..data.checks import check_fits_dtype
     from ..runfolder import check_output_file
 
     if args.out is not None:

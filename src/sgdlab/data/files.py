@@ -14,7 +14,8 @@ import numpy as np
 
 from sgdlab.errors import DataError
 
-from .datasets import Dataset, Splits, _split, classes_from_labels, train_val_split
+from .checks import classes_from_labels
+from .datasets import Dataset, Splits, _split, train_val_split
 
 
 def npy_header(f, path, size):
@@ -29,8 +30,8 @@ def npy_header(f, path, size):
     except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path} is not a readable .npy array ({e}): use an array saved with np.save") from None
     if dtype.hasobject:
-        raise DataError(f"{path} holds Python objects ({dtype}): only plain numeric arrays are allowed, save with "
-                        "allow_pickle=False")
+        raise DataError(f"{path} holds Python objects ({dtype}): Object arrays cannot be loaded when "
+                        "allow_pickle=False; only plain numeric arrays are allowed")
     need, have = math.prod(shape) * dtype.itemsize, size - 8 - header    # 8: magic string and version
     if need != have:
         raise DataError(f"{path}: its header says shape {shape} {dtype} = {need} bytes but the data has "

@@ -1,0 +1,59 @@
+"""Sizes and ranges that come from data, checked before they are used to allocate or compute.
+
+An output unit per class (k from the labels), and values that fit the model's dtype.
+"""
+
+import math
+
+import numpy as np
+
+from sgdlab.errors import DataError
+
+MAX_CLASSES = 100_000                # an output unit per class: more is a labelling mistake, not a task
+_CHUNK_ELEMENTS = 1 << 22            # values scanned per step (32 MB of float64)
+
+
+def check_fits_dtype(a, dtype, what, scale=None):
+    """Refuse values whose magnitude (times ``scale``) overflows ``dtype`` (1e300 becomes inf in float32);
+    scans in chunks.  Integer arrays and arrays already of a dtype no wider than ``dtype`` pass at once."""
+    limit = float(np.finfo(dtype).max)
+    if a.dtype.kind not in "f" or np.finfo(a.dtype).max <= limit and not scale:
+        return
+    factor = abs(scale) if scale else 1.0
+    step = max(1, _CHUNK_ELEMENTS // max(1, math.prod(a.shape[1:])))
+    for start in range(0, len(a), step):
+        chunk = np.abs(a[start:start + step])
+        peak = float(chunk.max()) if chunk.size else 0.0
+        if peak * factor > limit:
+            row = start + int(np.argmax(chunk.reshape(len(chunk), -1).max(axis=1)))
+            raise DataError(f"{what} has value {peak * factor:.3g} at sample {row}, beyond {np.dtype(dtype).name}'s "
+                            f"largest {limit:.3g}: rescale the data or use dtype float64")
+
+
+def check_class_count(k, source):
+    """``k`` classes (an output layer of k units) if 1 <= k <= MAX_CLASSES; else DataError naming it."""
+    if not 1 <= k <= MAX_CLASSES:
+        raise DataError(f"{source} asks for {k} classes, more than the {MAX_CLASSES} allowed: labels must be "
+                        f"integers 0..k-1 (map them to 0..k-1 first)")
+    return int(k)
+
+
+def classes_from_labels(*ts, where="the labels"):
+    """k for integer labels that are exactly 0..k-1 over all ``ts`` (every class seen); DataError otherwise.
+
+    Inferring k as max + 1 from labels with gaps would build an output unit per missing class
+    (one label of 10^8 in a 60-row file asked for 24 GB).
+    """
+    seen = np.unique(np.concatenate([np.unique(np.asarray(t)) for t in ts]))
+    if seen.size == 0:
+        return None
+    lo, hi = int(seen[0]), int(seen[-1])
+    if lo < 0:
+        raise DataError(f"{where}: label {lo} is negative: labels must be integers 0..k-1")
+    k = check_class_count(hi + 1, f"{where}: label {hi}")
+    if seen.size != k:
+        missing = np.setdiff1d(np.arange(k), seen)[:5].tolist()
+        raise DataError(f"{where}: labels go up to {hi} but only {seen.size} distinct values appear "
+                        f"(missing e.g. {missing}): labels must be 0..k-1 with every class present; "
+                        f"map them to 0..k-1 first")
+    return k
