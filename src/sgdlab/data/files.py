@@ -30,8 +30,8 @@ def npy_header(f, path, size):
     except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path} is not a readable .npy array ({e}): use an array saved with np.save") from None
     if dtype.hasobject:
-        raise DataError(f"{path} holds Python objects ({dtype}): Object arrays cannot be loaded when "
-                        "allow_pickle=False; only plain numeric arrays are allowed")
+        raise DataError(f"{path} holds Python objects ({dtype}) and cannot be loaded without pickle (Object "
+                        "arrays cannot be loaded when allow_pickle=False): only plain numeric arrays are allowed")
     need, have = math.prod(shape) * dtype.itemsize, size - 8 - header    # 8: magic string and version
     if need != have:
         raise DataError(f"{path}: its header says shape {shape} {dtype} = {need} bytes but the data has "
