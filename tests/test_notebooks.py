@@ -23,6 +23,7 @@ LANGUAGES = ("en", "ko")
 # notebook -> PNG figures in its HTML export (each plt.show(), sgdlab figure and LivePlot is one)
 FIGURES = {
     "01_numerical_differentiation": 3,
+    "02_gradient_descent": 3,
 }
 MNIST = {"03_minibatch_sgd_mnist", "05_overfitting"}  # train on MNIST: marked slow
 
@@ -44,8 +45,9 @@ def _plain(value):
 
 
 print(_json.dumps({name: _plain(value) for name, value in globals().items()
-                   if not name.startswith("_") and isinstance(value, (int, float, str, list, tuple, dict, _np.ndarray,
-                                                                      _np.floating, _np.integer, _np.bool_))}))
+                  if not name.startswith("_") and name not in ("In", "Out")
+                  and isinstance(value, (int, float, str, list, tuple, dict, _np.ndarray, _np.generic))},
+                 default=lambda other: None))
 """
 
 
@@ -138,3 +140,15 @@ def test_01_numerical_differentiation(run, lang):
     assert 1e-7 <= v["best_h"] <= 1e-3  # the bottom of the V, near cbrt(eps) ~ 6e-6
     assert central[0] > 1e-3 and central[-1] > 1e-5  # both arms of the V: rounding, truncation
     assert v["max_error"] < 1e-6 and v["fraction_toward_minimum"] == 1.0
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_02_gradient_descent(run, lang):
+    _, v = run("02_gradient_descent", lang)
+    assert np.linalg.norm(v["x_end"]) == pytest.approx(5 * 0.8 ** 100, rel=1e-6)  # |x| shrinks 0.8x a step
+    assert v["same_path_difference"] < 1e-10
+    distance = v["final_distance"]
+    assert distance["too small"] > 4.99 and distance["good"] < 1e-8 and distance["too large"] > 1e100
+    status = {float(lr): s for lr, s in v["status_by_lr"].items()}
+    assert status[10.0] == "diverged" and status[0.001] == "too slow"
+    assert v["chosen_lr"] in (0.1, 1.0) and status[v["chosen_lr"]] == "ok"
