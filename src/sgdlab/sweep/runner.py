@@ -14,7 +14,7 @@ from ..runfolder import Claim, check_location, check_replaceable
 from ..safetensors_io import load_json_text
 from .executors import _shutdown, stop_workers
 from .space import trial_id
-from .table import failed_result, rank_key, read_table, trial_result, write_table
+from .table import SweepResults, failed_result, rank_key, read_table, trial_result, write_table
 
 
 class TrialInterrupted(RuntimeError):
@@ -214,7 +214,7 @@ class Sweep:
                   f"best val acc {acc}" + (f" ({row['reason']})" if row["status"] != "ok" else ""))
 
     def table(self):
-        return sorted(self.rows.values(), key=rank_key)
+        return SweepResults(sorted(self.rows.values(), key=rank_key))
 
     def winner(self):
         """The best ``ok`` trial of the last rung (None when every trial diverged, failed or was too slow)."""
