@@ -17,7 +17,7 @@ def check_fits_dtype(a, dtype, what, scale=None):
     """Refuse values whose magnitude (times ``scale``) overflows ``dtype`` (1e300 becomes inf in float32);
     scans in chunks.  Integer arrays and arrays already of a dtype no wider than ``dtype`` pass at once."""
     limit = float(np.finfo(dtype).max)
-    if a.dtype.kind not in "f" or np.finfo(a.dtype).max <= limit and not scale:
+    if a.dtype.kind not in "f" or float(np.finfo(a.dtype).max) <= limit and not scale:
         return
     factor = abs(scale) if scale else 1.0
     step = max(1, _CHUNK_ELEMENTS // max(1, math.prod(a.shape[1:])))
