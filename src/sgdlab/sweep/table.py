@@ -124,7 +124,27 @@ def read_table(path):
                 else:
                     row[key] = text
             rows.append(row)
-    return rows
+    return SweepResults(rows)
+
+
+class SweepResults(list):
+    """The ranked rows of a sweep (dicts, best first): prints as ``format_table``, renders as HTML in Jupyter."""
+
+    def __str__(self):
+        return format_table(self)
+
+    def _repr_html_(self):
+        from ..display import html_table
+
+        if not self:
+            return "<p>(no trials)</p>"
+        settings = [k for k in self[0] if k not in RESULT_COLUMNS and k not in ("trial", "rung")]
+        header = ["rank", *settings, "best_val_acc", "best_val_loss", "best_epoch", "status", "seconds", "reason"]
+        rows = [[rank, *(row.get(k) for k in header[1:])] for rank, row in enumerate(self, 1)]
+        winner = next((k for k, row in enumerate(self) if row["status"] == "ok" and row["rung"] == self[0]["rung"]),
+                      None)  # as Sweep.winner: the best ok trial of the last rung
+        caption = f"{len(self)} trials, best first" + ("" if winner is None else " (bold: the winner)")
+        return html_table(header, rows, caption=caption, highlight=winner)
 
 
 def format_table(rows, limit=None):
