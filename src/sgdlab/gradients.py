@@ -140,14 +140,14 @@ ROW_LOSSES = {SoftmaxCrossEntropy: _row_loss_cross_entropy, MeanSquaredError: _r
 
 
 def _prepare(model, x, t):
-    """float64 2-D inputs and checked targets."""
+    """float64 inputs shaped (N, *model.input_shape) and checked targets."""
     x = np.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:
         raise DataError(f"x has shape {x.shape}: give at least one sample, shape (N, {model.n_in})")
     x = x.reshape(x.shape[0], -1)
     if x.shape[1] != model.n_in:
         raise DataError(f"input has {x.shape[1]} features per sample: this model expects {model.n_in}")
-    x = x.astype(np.float64)
+    x = x.reshape(x.shape[0], *model.input_shape).astype(np.float64)
     t = np.asarray(t)
     if t.shape[0:1] != x.shape[0:1]:
         raise DataError(f"t has {t.shape[0] if t.ndim else 0} rows but x has {x.shape[0]}: give one target per "
@@ -526,13 +526,13 @@ class GradientCheckReport:
 
 
 def _tensors(model):
-    """(name, layer index, shape, slice) per parameter tensor in flat order (Dense: W then b)."""
+    """(name, layer index, shape, slice) per parameter tensor in flat order (Dense, Conv2D: W then b)."""
     for k, sl in model.param_slices:
         layer = model.layers[k]
-        if isinstance(layer, Dense):
-            n_w = layer.W.size
-            yield f"{k}:Dense.W", k, layer.W.shape, slice(sl.start, sl.start + n_w)
-            yield f"{k}:Dense.b", k, layer.b.shape, slice(sl.start + n_w, sl.stop)
+        if hasattr(layer, "W") and hasattr(layer, "b"):
+            n_w, kind = layer.W.size, type(layer).__name__
+            yield f"{k}:{kind}.W", k, layer.W.shape, slice(sl.start, sl.start + n_w)
+            yield f"{k}:{kind}.b", k, layer.b.shape, slice(sl.start + n_w, sl.stop)
         else:
             yield f"{k}:{type(layer).__name__}", k, (sl.stop - sl.start,), sl
 
