@@ -5,8 +5,9 @@ import json
 import tomllib
 from dataclasses import dataclass, fields
 
-from .errors import ConfigError, check_number, check_whole_number
+from .errors import ConfigError
 from .layerspec import parse_layers
+from .validation import check_number, check_whole_number
 
 CHOICES = {
     "activation": ("relu", "sigmoid", "tanh"),
