@@ -125,7 +125,7 @@ def _read_model(folder):
     from sgdlab.checkpoint import load_model
 
     model = load_model(os.path.join(folder, "model.safetensors"))
-    model.predict(np.zeros((2, model.n_in), model.params.dtype))
+    model.predict(np.zeros((1, model.n_in), model.params.dtype))
 
 
 def _read_checkpoint(folder):

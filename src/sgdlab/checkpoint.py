@@ -23,6 +23,7 @@ from .safetensors_io import DTYPES, check_safetensors_header, load_json_text, sa
 MODEL_FORMAT = "sgdlab.model/1"
 CHECKPOINT_FORMAT = "sgdlab.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.safetensors"
+MAX_SAMPLE_VALUES = 10 ** 7         # values in one input sample of a saved model (a 3 x 1000 x 1000 image is 3e6)
 
 
 @contextmanager
@@ -161,14 +162,22 @@ def check_description(description, tensors, where):
         for key, value in layer.items():
             if isinstance(value, bool) or key == "seed" or value is None:
                 continue
+            if isinstance(value, list) and len(value) <= 4 and all(isinstance(v, int) for v in value):
+                value = max(value, default=0) if min(value, default=0) >= 0 else -1   # a kernel size, a stride
             if isinstance(value, (dict, list)):
-                raise CheckpointError(f"{where}: layer {k} has a nested {key!r}: a layer's settings are numbers "
-                                      f"and names")
+                raise CheckpointError(f"{where}: layer {k} has a nested {key!r}: a layer's settings are numbers, "
+                                      f"names and short lists of whole numbers")
             if isinstance(value, float) and not math.isfinite(value):
                 raise CheckpointError(f"{where}: layer {k} has {key}={value}: settings must be finite")
             if isinstance(value, int) and not 0 <= value <= max(total, 1):
                 raise CheckpointError(f"{where}: layer {k} has {key}={value}, but the file holds only {total} "
                                       f"parameters: the architecture does not match its tensors")
+    shape = description.get("input_shape", [])
+    if not (isinstance(shape, list) and len(shape) <= 4 and all(isinstance(d, int) and not isinstance(d, bool)
+                                                                and d >= 1 for d in shape)
+            and math.prod(shape) <= MAX_SAMPLE_VALUES):
+        raise CheckpointError(f"{where} has input_shape={str(shape)[:60]}: expected up to 4 whole numbers >= 1, at "
+                              f"most {MAX_SAMPLE_VALUES} values a sample")
     for key in ("loss", "dtype", "task"):
         if key in description and not isinstance(description[key], (str, type(None))):
             raise CheckpointError(f"{where} has {key}={description[key]!r}: expected a name")
