@@ -111,8 +111,12 @@ def check_location(path, what="--out"):
     return path
 
 
-def check_replaceable(path, kind, overwrite, resume=False, what="--out"):
-    """Raise unless ``path`` is absent, empty, or (with overwrite/resume) an sgdlab ``kind`` folder."""
+def check_replaceable(path, kind, overwrite, resume=False, what="--out", probe_lock=True):
+    """Raise unless ``path`` is absent, empty, or (with overwrite/resume) an sgdlab ``kind`` folder; a folder
+    another live process holds -> FolderLockedError naming it, whatever it holds."""
+    owner = lock_owner(path) if probe_lock else None
+    if owner is not None:
+        raise FolderLockedError(f"{path!r} is in use by {owner}: wait for it to end or choose another {what}")
     if resume:                  # nothing is deleted: the files themselves are checked by their readers
         if not os.path.isdir(path):
             raise RunExistsError(f"cannot resume {path!r}: no such {kind} folder")
@@ -180,6 +184,31 @@ class FolderLock:
         self.fd = None
 
 
+def lock_owner(folder):
+    """'sgdlab train (PID ...)' when a live process holds ``folder``'s lock, else None (probed, never created)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None                       # nobody holds it: a stale lock file
+    except BlockingIOError:
+        raw = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        return None if _pid_of(raw) == os.getpid() else owner_text(raw)    # held by this process: ours
+    finally:
+        os.close(fd)
+
+
+def _pid_of(raw):
+    try:
+        return int(json.loads(raw)["pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def owner_text(raw):
     """'sgdlab train (PID 123, since ...)' from a lock file's text."""
     try:
@@ -222,8 +251,8 @@ def claim_folder(path, kind, overwrite=False, resume=False, command="sgdlab", wh
     os.makedirs(path, exist_ok=True)
     lock = FolderLock(path, command).acquire()
     try:
-        check_replaceable(path, kind, overwrite, resume, what)   # again under the lock: another writer may have
-        yield Claim(path, kind)                                  # finished in the meantime
+        check_replaceable(path, kind, overwrite, resume, what, probe_lock=False)   # again, under the lock: another
+        yield Claim(path, kind)                                  # writer may have finished meanwhile
     finally:
         lock.release()
         if created and not os.listdir(path):
