@@ -25,6 +25,8 @@ _LAZY = {
     "minimize": ("sgdlab.descent", "minimize"),
     "load_model": ("sgdlab.checkpoint", "load_model"),
     "save_model": ("sgdlab.checkpoint", "save_model"),
+    "export_onnx": ("sgdlab.onnx_export", "export_onnx"),
+    "TensorBoard": ("sgdlab.tensorboard_log", "TensorBoard"),
 }
 
 __all__ = ["MLP", "Sequential", "errors", *_LAZY]

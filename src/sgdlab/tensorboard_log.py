@@ -1,0 +1,72 @@
+"""TensorBoard logging: every evaluation's metrics as scalars, the weights as histograms once per epoch.
+
+Written with tensorboardX (``pip install 'sgdlab[tensorboard]'``): it needs only
+numpy, protobuf and packaging (~0.7 MB), where the ``tensorboard`` package's own
+writer comes with the whole TensorBoard server (grpcio, werkzeug, markdown,
+tensorboard-data-server: ~55 MB).  Viewing the files still needs ``tensorboard``,
+wherever it is installed: ``tensorboard --logdir DIR``.
+
+Scalars use step = iteration and hold the values metrics.csv holds (rounded the
+same way), under the tags in ``SCALAR_TAGS``.  Histograms are the model file's
+tensors (``layers.K.W``, ``layers.K.b``, BatchNorm's gamma, beta and running
+averages), written at the first evaluation of each new epoch and at the end.
+"""
+
+import os
+
+from .checkpoint import model_tensors
+from .errors import ConfigError
+from .training import Callback, _fmt
+
+SCALAR_TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
+               "val_acc": "accuracy/val", "lr": "lr"}
+
+
+def metrics_csv_value(value):
+    """``value`` as metrics.csv stores it (rounded to 6 decimals, or 6 significant digits below 1e-3)."""
+    return float(_fmt(float(value)))
+
+
+class TensorBoard(Callback):
+    """Write event files into ``log_dir`` that TensorBoard reads (one folder per run, to compare runs).
+
+    ``histograms=False`` writes the scalars only.  A resumed run (trainer already past iteration 0)
+    discards events its first run wrote after the checkpoint, so no step appears twice.
+    """
+
+    def __init__(self, log_dir, histograms=True):
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+            raise ConfigError(f"log_dir={log_dir!r} is not allowed: give a folder path")
+        self.log_dir, self.histograms = os.fspath(log_dir), bool(histograms)
+        self.writer, self.histogram_epoch = None, None
+
+    def on_train_begin(self, trainer):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ConfigError("TensorBoard logging needs tensorboardX: pip install 'sgdlab[tensorboard]'") from None
+        self.writer = SummaryWriter(logdir=self.log_dir, purge_step=trainer.iteration or None, flush_secs=10)
+        self.histogram_epoch = trainer.iteration // trainer.iterations_per_epoch if trainer.iteration else None
+
+    def on_evaluation(self, trainer, row):
+        step = row["iteration"]
+        for column, tag in SCALAR_TAGS.items():
+            if row.get(column) is not None:
+                self.writer.add_scalar(tag, metrics_csv_value(row[column]), global_step=step)
+        epoch = step // trainer.iterations_per_epoch
+        if self.histograms and epoch != self.histogram_epoch:
+            self._write_histograms(trainer.model, step)
+            self.histogram_epoch = epoch
+        self.writer.flush()
+
+    def on_train_end(self, trainer):
+        if self.writer is None:
+            return
+        if self.histograms and trainer.iteration // trainer.iterations_per_epoch != self.histogram_epoch:
+            self._write_histograms(trainer.model, trainer.iteration)
+        self.writer.close()
+        self.writer = None
+
+    def _write_histograms(self, model, step):
+        for name, values in model_tensors(model).items():
+            self.writer.add_histogram(name, values, global_step=step)

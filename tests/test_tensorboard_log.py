@@ -1,0 +1,96 @@
+"""TensorBoard callback: the event files hold metrics.csv's values step by step, and weight histograms."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorboardX")
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+import sgdlab as sl  # noqa: E402
+from sgdlab.config import TrainConfig  # noqa: E402
+from sgdlab.run import train_run  # noqa: E402
+from sgdlab.tensorboard_log import SCALAR_TAGS, TensorBoard  # noqa: E402
+
+
+def read_events(log_dir):
+    """EventAccumulator over ``log_dir``, keeping every event (no sampling)."""
+    acc = event_accumulator.EventAccumulator(os.fspath(log_dir), size_guidance={
+        event_accumulator.SCALARS: 0, event_accumulator.HISTOGRAMS: 0})
+    acc.Reload()
+    return acc
+
+
+def read_metrics_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_scalars_equal_metrics_csv(acc, rows):
+    """Every metrics.csv cell appears as the scalar of its tag at step = iteration, and nothing else."""
+    for column, tag in SCALAR_TAGS.items():
+        expected = [(int(r["iteration"]), np.float32(float(r[column]))) for r in rows if r[column] != ""]
+        got = [(e.step, np.float32(e.value)) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+        assert got == expected, column
+    assert set(acc.Tags()["scalars"]) <= set(SCALAR_TAGS.values())
+
+
+def test_train_run_events_hold_exactly_the_metrics_csv_values(tmp_path):
+    config = TrainConfig(dataset="spirals", layers=[16], epochs=3, eval_every=4, batch_norm=True,
+                         schedule="cosine", lr=0.1, seed=0)
+    tb = tmp_path / "tb" / "spirals"
+    train_run(config, tmp_path / "run", quiet=True, pictures=False, callbacks=[TensorBoard(tb)])
+    rows = read_metrics_csv(tmp_path / "run" / "metrics.csv")
+    assert len(rows) >= 5 and len({r["lr"] for r in rows}) > 1  # several evaluations, a changing lr
+    acc = read_events(tb)
+    assert_scalars_equal_metrics_csv(acc, rows)
+    assert acc.Tags()["scalars"] and "accuracy/val" in acc.Tags()["scalars"]
+
+
+def test_weight_histograms_once_per_epoch_with_the_model_tensors(tmp_path, spirals):
+    train, val = spirals
+    model = sl.MLP([2, 12, 3], batch_norm=True, seed=0)
+    sl.fit(model, train, sl.optimizers.SGD(lr=0.1), batch_size=40, epochs=3, validation=val, eval_every=2,
+           callbacks=[TensorBoard(tmp_path)], progress=False)
+    per_epoch = -(-len(train) // 40)
+    acc = read_events(tmp_path)
+    names = {"layers.0.W", "layers.0.b", "layers.1.gamma", "layers.1.beta", "layers.1.running_mean",
+             "layers.1.running_var", "layers.3.W", "layers.3.b"}
+    assert set(acc.Tags()["histograms"]) == names
+    for name in names:
+        events = acc.Histograms(name)
+        epochs = [e.step // per_epoch for e in events]
+        assert epochs == [0, 1, 2, 3][-len(epochs):] and len(set(epochs)) == len(epochs) >= 3
+    final = acc.Histograms("layers.0.W")[-1]
+    assert final.step == 3 * per_epoch
+    assert final.histogram_value.num == model.layers[0].W.size
+    assert final.histogram_value.min == pytest.approx(float(model.layers[0].W.min()), rel=1e-6)
+    assert final.histogram_value.max == pytest.approx(float(model.layers[0].W.max()), rel=1e-6)
+
+
+def test_histograms_can_be_turned_off(tmp_path, spirals):
+    train, _ = spirals
+    model = sl.MLP([2, 5, 3], seed=0)
+    history = sl.fit(model, train, sl.optimizers.SGD(lr=0.1), batch_size=60, epochs=2,
+                     callbacks=[TensorBoard(tmp_path, histograms=False)], progress=False)
+    acc = read_events(tmp_path)
+    assert acc.Tags()["histograms"] == []
+    history.to_csv(tmp_path / "metrics.csv")
+    assert_scalars_equal_metrics_csv(acc, read_metrics_csv(tmp_path / "metrics.csv"))
+
+
+def test_run_folder_is_unchanged_when_tensorboard_is_not_asked_for(tmp_path):
+    config = TrainConfig(dataset="xor", layers=[4], epochs=1, seed=0)
+    train_run(config, tmp_path / "plain", quiet=True, pictures=False)
+    train_run(config, tmp_path / "logged", quiet=True, pictures=False, callbacks=[TensorBoard(tmp_path / "tb")])
+    assert sorted(os.listdir(tmp_path / "plain")) == sorted(os.listdir(tmp_path / "logged"))
+    assert not any(name.startswith("events.") for name in os.listdir(tmp_path / "plain"))
+    assert (tmp_path / "plain" / "metrics.csv").read_text().count("\n") == \
+        (tmp_path / "logged" / "metrics.csv").read_text().count("\n")
+
+
+def test_log_dir_must_be_a_path():
+    with pytest.raises(ValueError, match="log_dir=None is not allowed"):
+        TensorBoard(None)
