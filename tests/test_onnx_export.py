@@ -73,7 +73,8 @@ def mnist():
 def test_mnist_784_100_10_classifier_matches_onnxruntime_on_all_10000_test_images(mnist, tmp_path):
     data, x_test, _ = mnist
     model = sl.MLP([784, 100, 10], seed=0)
-    sl.fit(model, data.train, sl.optimizers.Momentum(lr=0.1), batch_size=100, epochs=1, progress=False)
+    sl.fit(model, data.train, sl.optimizers.Momentum(lr=0.1), batch_size=100, epochs=1, progress=False,
+           train_metrics="running")
     out = check_parity(model, tmp_path / "mlp.onnx", x_test)
     assert out["probabilities"].shape == (10_000, 10)
     assert model.accuracy(x_test, mnist[2]) > 0.9  # a trained network, not an initial one
@@ -84,7 +85,8 @@ def test_mnist_batch_norm_dropout_classifier_matches_onnxruntime(mnist, tmp_path
     data, x_test, t_test = mnist
     model = sl.MLP([784, 256, 10], batch_norm=True, dropout=0.5, seed=0)
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "BatchNorm", "ReLU", "Dropout", "Dense"]
-    sl.fit(model, data.train, sl.optimizers.Momentum(lr=0.1), batch_size=100, iterations=300, progress=False)
+    sl.fit(model, data.train, sl.optimizers.Momentum(lr=0.1), batch_size=100, iterations=300, progress=False,
+           train_metrics="running")
     assert np.ptp(model.layers[1].running_var) > 0  # trained averages, not the initial ones
     check_parity(model, tmp_path / "bn.onnx", x_test)
     ops = [node.op_type for node in onnx.load(os.fspath(tmp_path / "bn.onnx")).graph.node]
@@ -98,7 +100,8 @@ def test_mnist_regressor_matches_onnxruntime(mnist, tmp_path):
     x_train, t_train = next(data.train.chunks(10_000))
     targets = t_train.astype(np.float32)[:, None] / 9  # the digit's value, as a number
     model = sl.MLP([784, 64, 32, 1], activation="tanh", loss="mse", seed=0)
-    sl.fit(model, Dataset(x_train, targets), sl.optimizers.Adam(lr=1e-3), batch_size=100, epochs=1, progress=False)
+    sl.fit(model, Dataset(x_train, targets), sl.optimizers.Adam(lr=1e-3), batch_size=100, epochs=1, progress=False,
+           train_metrics="running")
     check_parity(model, tmp_path / "regressor.onnx", x_test)
     error = np.abs(model.predict(x_test)[:, 0] - t_test / 9).mean()
     assert error < 0.2  # it learnt something
@@ -197,3 +200,73 @@ def test_exported_file_runs_in_a_python_without_sgdlab(tmp_path):
     assert done.returncode == 0, done.stderr
     x = np.linspace(-1, 1, 3 * 5, dtype=np.float32).reshape(3, 5)
     np.testing.assert_allclose(json.loads(done.stdout), model.predict_proba(x), rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- sgdlab export
+
+
+def sgdlab(*args, cwd=None, code=None):
+    """The real command in a subprocess (``code``: Python to run first, then ``sgdlab.cli.main``)."""
+    prefix = ["-c", f"{code}\nimport sys\nfrom sgdlab.cli import main\nsys.exit(main(sys.argv[1:]))"] if code \
+        else ["-m", "sgdlab"]
+    return subprocess.run([sys.executable, *prefix, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_cli_export_writes_a_file_that_onnxruntime_runs(tmp_path):
+    model = sl.MLP([4, 6, 3], batch_norm=True, seed=0)
+    scrambled_batch_norm_state(model)
+    sl.save_model(tmp_path / "model.safetensors", model)
+    result = sgdlab("export", tmp_path / "model.safetensors", "--onnx", tmp_path / "model.onnx")
+    assert result.returncode == 0, result.stderr
+    assert "opset 17" in result.stdout and "logits, probabilities" in result.stdout
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(tmp_path / "model.onnx", x)["probabilities"], model.predict_proba(x),
+                               rtol=0, atol=1e-6)
+    again = sgdlab("export", tmp_path, "--onnx", tmp_path / "model.onnx")  # a run folder; the file exists
+    assert_one_line_error(again, "already exists", "--overwrite")
+    assert sgdlab("export", tmp_path, "--onnx", tmp_path / "model.onnx", "--overwrite").returncode == 0
+
+
+def test_cli_export_of_an_unsupported_layer_exits_2_and_writes_nothing(tmp_path):
+    """A model file whose layer loads (a registered plug-in layer) but has no ONNX form."""
+    code = (
+        "import numpy as np, sgdlab as sl\n"
+        "from sgdlab.layers import LAYERS, Layer, Dense\n"
+        "class Square(Layer):\n"
+        "    def forward(self, x, train=False):\n"
+        "        return x * x\n"
+        "LAYERS['Square'] = Square\n"
+        "import sys, os\n"
+        "if not os.path.exists('model.safetensors'):\n"
+        "    sl.save_model('model.safetensors', sl.Sequential([Dense(3, 4), Square(), Dense(4, 2)]))\n")
+    result = sgdlab("export", "model.safetensors", "--onnx", "out.onnx", cwd=tmp_path, code=code)
+    assert_one_line_error(result, "layer 1 (Square) cannot be exported to ONNX")
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "missing"])
+def test_cli_export_of_a_damaged_model_file_exits_2_and_writes_nothing(tmp_path, damage):
+    path = tmp_path / "model.safetensors"
+    sl.save_model(path, sl.MLP([4, 6, 3], seed=0))
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) - 40])
+    elif damage == "garbage":
+        path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all" + data[30:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        path.unlink()
+    result = sgdlab("export", path, "--onnx", tmp_path / "out.onnx")
+    assert_one_line_error(result, "model.safetensors")
+    assert not (tmp_path / "out.onnx").exists()
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]

@@ -2,6 +2,8 @@
 
 import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -94,3 +96,74 @@ def test_run_folder_is_unchanged_when_tensorboard_is_not_asked_for(tmp_path):
 def test_log_dir_must_be_a_path():
     with pytest.raises(ValueError, match="log_dir=None is not allowed"):
         TensorBoard(None)
+
+
+class SnapshotThenStop(sl.training.Callback):
+    """Keeps the trainer's state at ``snapshot_at``, then stops at ``stop_at``: a crash after a checkpoint."""
+
+    def __init__(self, snapshot_at, stop_at):
+        self.snapshot_at, self.stop_at, self.state = snapshot_at, stop_at, None
+
+    def on_evaluation(self, trainer, row):
+        if trainer.iteration == self.snapshot_at:
+            self.state = trainer.state_dict()
+        if trainer.iteration == self.stop_at:
+            trainer.stop("interrupted", "simulated crash")
+
+
+def test_a_resumed_run_replaces_the_events_logged_after_its_checkpoint(tmp_path, spirals):
+    train, val = spirals
+
+    def trainer(callbacks):
+        return sl.training.Trainer(sl.MLP([2, 8, 3], seed=0), train, sl.optimizers.SGD(lr=0.1), batch_size=40,
+                                   epochs=3, validation=val, eval_every=2, callbacks=callbacks, progress=False)
+
+    crash = SnapshotThenStop(snapshot_at=4, stop_at=8)
+    trainer([TensorBoard(tmp_path), crash]).run()
+    second = trainer([TensorBoard(tmp_path)])
+    second.load_state_dict(crash.state)
+    second.optimizer.lr = 0.05  # the resumed part differs, so stale values from iterations 6 and 8 would show
+    history = second.run()
+    history.to_csv(tmp_path / "metrics.csv")
+    assert_scalars_equal_metrics_csv(read_events(tmp_path), read_metrics_csv(tmp_path / "metrics.csv"))
+
+
+def test_a_fresh_run_refuses_a_folder_with_events_unless_overwrite(tmp_path, spirals):
+    train, _ = spirals
+
+    def run(**kwargs):
+        sl.fit(sl.MLP([2, 4, 3], seed=0), train, sl.optimizers.SGD(lr=0.1), batch_size=60, epochs=1,
+               callbacks=[TensorBoard(tmp_path, **kwargs)], progress=False)
+
+    run()
+    first = sorted(os.listdir(tmp_path))
+    with pytest.raises(ValueError, match="already holds event files.*overwrite"):
+        run()
+    assert sorted(os.listdir(tmp_path)) == first
+    os.rename(tmp_path / first[0], tmp_path / "events.out.tfevents.1.earlier")  # a name the new file cannot take
+    run(overwrite=True)
+    assert len(os.listdir(tmp_path)) == 1 and not (tmp_path / "events.out.tfevents.1.earlier").exists()
+
+
+def sgdlab(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sgdlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_train_tensorboard_writes_one_folder_per_run_holding_metrics_csv(tmp_path):
+    flags = ["--dataset", "spirals", "--layers", "8", "--epochs", "3", "--eval-every", "3", "--quiet"]
+    for name in ("a", "b"):
+        done = sgdlab("train", *flags, "--lr", "0.1" if name == "a" else "0.3", "--out", f"runs/{name}",
+                      "--tensorboard", "tb", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / "tb")) == ["a", "b"]
+    for name in ("a", "b"):
+        assert_scalars_equal_metrics_csv(read_events(tmp_path / "tb" / name),
+                                         read_metrics_csv(tmp_path / "runs" / name / "metrics.csv"))
+    plain = sgdlab("train", *flags, "--lr", "0.1", "--out", "plain", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert sorted(os.listdir(tmp_path / "plain")) == sorted(os.listdir(tmp_path / "runs" / "a"))
+
+    again = sgdlab("train", *flags, "--out", "runs2/a", "--tensorboard", "tb", cwd=tmp_path)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert "already holds event files" in again.stderr and not (tmp_path / "runs2").exists()

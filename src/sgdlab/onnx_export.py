@@ -88,6 +88,14 @@ CONVERTERS = {
 PROBABILITY_OPS = {"softmax_cross_entropy": ("Softmax", {"axis": -1}), "sigmoid_cross_entropy": ("Sigmoid", {})}
 
 
+def output_names(model):
+    """["logits", "probabilities"] for a classifier (["logits"] when its loss has no probabilities), else
+    ["predictions"]."""
+    if not model.is_classifier:
+        return ["predictions"]
+    return ["logits", "probabilities"] if model.loss_layer.name in PROBABILITY_OPS else ["logits"]
+
+
 def _import_onnx():
     try:
         import onnx
@@ -98,6 +106,10 @@ def _import_onnx():
 
 def build_onnx_model(model):
     """The model as an ``onnx.ModelProto`` (checked by onnx.checker); refuses a layer it cannot express."""
+    from .model import Sequential
+
+    if not isinstance(model, Sequential):
+        raise ExportError(f"cannot export a {type(model).__name__} to ONNX: give an sgdlab model (Sequential, MLP)")
     for k, layer in enumerate(model.layers):
         kind = type(layer).__name__
         if kind not in CONVERTERS:
@@ -110,13 +122,11 @@ def build_onnx_model(model):
     y = INPUT_NAME
     for k, layer in enumerate(model.layers):
         y = CONVERTERS[type(layer).__name__](builder, layer, y, f"layers.{k}.{type(layer).__name__}")
-    logits = "logits" if model.is_classifier else "predictions"
-    builder.rename(y, logits)
-    outputs = [logits]
-    probability = PROBABILITY_OPS.get(model.loss_layer.name) if model.is_classifier else None
-    if probability is not None:
-        op, attributes = probability
-        outputs.append(builder.add(op, [logits], "probabilities", output="probabilities", **attributes))
+    outputs = output_names(model)
+    builder.rename(y, outputs[0])
+    if len(outputs) == 2:
+        op, attributes = PROBABILITY_OPS[model.loss_layer.name]
+        builder.add(op, [outputs[0]], "probabilities", output="probabilities", **attributes)
     graph = helper.make_graph(
         builder.nodes, "sgdlab",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, model.n_in])],
