@@ -51,7 +51,7 @@ def test_train_run_events_hold_exactly_the_metrics_csv_values(tmp_path):
     assert acc.Tags()["scalars"] and "accuracy/val" in acc.Tags()["scalars"]
 
 
-def test_weight_histograms_once_per_epoch_with_the_model_tensors(tmp_path, spirals):
+def test_weight_histograms_at_each_epoch_end_with_the_model_tensors(tmp_path, spirals):
     train, val = spirals
     model = sl.MLP([2, 12, 3], batch_norm=True, seed=0)
     sl.fit(model, train, sl.optimizers.SGD(lr=0.1), batch_size=40, epochs=3, validation=val, eval_every=2,
@@ -62,9 +62,7 @@ def test_weight_histograms_once_per_epoch_with_the_model_tensors(tmp_path, spira
              "layers.1.running_var", "layers.3.W", "layers.3.b"}
     assert set(acc.Tags()["histograms"]) == names
     for name in names:
-        events = acc.Histograms(name)
-        epochs = [e.step // per_epoch for e in events]
-        assert epochs == [0, 1, 2, 3][-len(epochs):] and len(set(epochs)) == len(epochs) >= 3
+        assert [e.step for e in acc.Histograms(name)] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
     final = acc.Histograms("layers.0.W")[-1]
     assert final.step == 3 * per_epoch
     assert final.histogram_value.num == model.layers[0].W.size
@@ -75,10 +73,10 @@ def test_weight_histograms_once_per_epoch_with_the_model_tensors(tmp_path, spira
 def test_histograms_can_be_turned_off(tmp_path, spirals):
     train, _ = spirals
     model = sl.MLP([2, 5, 3], seed=0)
-    history = sl.fit(model, train, sl.optimizers.SGD(lr=0.1), batch_size=60, epochs=2,
+    history = sl.fit(model, train, sl.optimizers.SGD(lr=0.1), batch_size=60, epochs=2, eval_every=3,
                      callbacks=[TensorBoard(tmp_path, histograms=False)], progress=False)
     acc = read_events(tmp_path)
-    assert acc.Tags()["histograms"] == []
+    assert acc.Tags()["histograms"] == [] and len(acc.Scalars("loss/train")) >= 3
     history.to_csv(tmp_path / "metrics.csv")
     assert_scalars_equal_metrics_csv(acc, read_metrics_csv(tmp_path / "metrics.csv"))
 
@@ -167,3 +165,12 @@ def test_cli_train_tensorboard_writes_one_folder_per_run_holding_metrics_csv(tmp
     again = sgdlab("train", *flags, "--out", "runs2/a", "--tensorboard", "tb", cwd=tmp_path)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
     assert "already holds event files" in again.stderr and not (tmp_path / "runs2").exists()
+
+
+def test_a_run_stopped_between_epochs_ends_with_a_histogram_of_its_last_weights(tmp_path, spirals):
+    train, _ = spirals
+    model = sl.MLP([2, 5, 3], seed=0)
+    sl.fit(model, train, sl.optimizers.SGD(lr=0.1), batch_size=40, iterations=10, callbacks=[TensorBoard(tmp_path)],
+           progress=False)
+    per_epoch = -(-len(train) // 40)
+    assert [e.step for e in read_events(tmp_path).Histograms("layers.0.W")] == [per_epoch, 10]

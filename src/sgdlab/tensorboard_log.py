@@ -9,22 +9,18 @@ wherever it is installed: ``tensorboard --logdir DIR``.
 Scalars use step = iteration and hold the values metrics.csv holds (rounded the
 same way), under the tags in ``SCALAR_TAGS``.  Histograms are the model file's
 tensors (``layers.K.W``, ``layers.K.b``, BatchNorm's gamma, beta and running
-averages), written at the first evaluation of each new epoch and at the end.
+averages), written at each epoch's end (and at the end of a run that stops between epochs).
 """
 
 import os
 
 from .checkpoint import model_tensors
 from .errors import ConfigError
-from .training import Callback, _fmt
+from .callbacks import Callback
+from .history import csv_value
 
 SCALAR_TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
                "val_acc": "accuracy/val", "lr": "lr"}
-
-
-def metrics_csv_value(value):
-    """``value`` as metrics.csv stores it (rounded to 6 decimals, or 6 significant digits below 1e-3)."""
-    return float(_fmt(float(value)))
 
 
 def run_log_dir(root, run_folder):
@@ -58,7 +54,7 @@ class TensorBoard(Callback):
             raise ConfigError("TensorBoard logging needs tensorboardX: pip install 'sgdlab[tensorboard]'") from None
         self.summary_writer = SummaryWriter
         self.log_dir, self.histograms, self.overwrite = os.fspath(log_dir), bool(histograms), bool(overwrite)
-        self.writer, self.histogram_epoch = None, None
+        self.writer, self.histogram_step = None, None
 
     def check_fresh(self):
         """Refuse a log_dir with event files of an earlier run (unless overwrite): its curves would mix with ours."""
@@ -77,27 +73,28 @@ class TensorBoard(Callback):
         self.writer = self.summary_writer(logdir=self.log_dir, purge_step=trainer.iteration + 1 if trainer.iteration
                                           else None, flush_secs=10,
                                           filename_suffix=f".{os.getpid()}.{trainer.iteration:012d}")
-        self.histogram_epoch = trainer.iteration // trainer.iterations_per_epoch if trainer.iteration else None
+        self.histogram_step = trainer.iteration if trainer.iteration else None
 
     def on_evaluation(self, trainer, row):
-        step = row["iteration"]
         for column, tag in SCALAR_TAGS.items():
             if row.get(column) is not None:
-                self.writer.add_scalar(tag, metrics_csv_value(row[column]), global_step=step)
-        epoch = step // trainer.iterations_per_epoch
-        if self.histograms and epoch != self.histogram_epoch:
-            self._write_histograms(trainer.model, step)
-            self.histogram_epoch = epoch
+                self.writer.add_scalar(tag, csv_value(row[column]), global_step=row["iteration"])
         self.writer.flush()
+
+    def after_epoch(self, trainer):
+        if self.histograms:
+            self._write_histograms(trainer)
 
     def on_train_end(self, trainer):
         if self.writer is None:
             return
-        if self.histograms and trainer.iteration // trainer.iterations_per_epoch != self.histogram_epoch:
-            self._write_histograms(trainer.model, trainer.iteration)
+        if self.histograms and self.histogram_step != trainer.iteration:  # ended between epoch boundaries
+            self._write_histograms(trainer)
         self.writer.close()
         self.writer = None
 
-    def _write_histograms(self, model, step):
-        for name, values in model_tensors(model).items():
-            self.writer.add_histogram(name, values, global_step=step)
+    def _write_histograms(self, trainer):
+        for name, values in model_tensors(trainer.model).items():
+            self.writer.add_histogram(name, values, global_step=trainer.iteration)
+        self.writer.flush()
+        self.histogram_step = trainer.iteration
