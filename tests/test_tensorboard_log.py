@@ -174,3 +174,20 @@ def test_a_run_stopped_between_epochs_ends_with_a_histogram_of_its_last_weights(
            progress=False)
     per_epoch = -(-len(train) // 40)
     assert [e.step for e in read_events(tmp_path).Histograms("layers.0.W")] == [per_epoch, 10]
+
+
+def test_cli_sweep_tensorboard_gives_each_trial_its_own_run(tmp_path):
+    def sweep(out):
+        return sgdlab("sweep", "--dataset", "blobs", "--layers", "8", "--epochs", "2", "--lr", "0.05,0.3",
+                      "--workers", "1", "--out", out, "--tensorboard", "tb", "--quiet", cwd=tmp_path)
+
+    done = sweep("first")
+    assert done.returncode == 0, done.stderr
+    trials = sorted(os.listdir(tmp_path / "first" / "trials"))
+    assert len(trials) == 2 and sorted(os.listdir(tmp_path / "tb" / "first")) == trials
+    for trial in trials:
+        assert_scalars_equal_metrics_csv(read_events(tmp_path / "tb" / "first" / trial),
+                                         read_metrics_csv(tmp_path / "first" / "trials" / trial / "metrics.csv"))
+    stale = sweep("elsewhere/first")  # a new sweep folder, but its TensorBoard folder tb/first is taken
+    assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
+    assert "TensorBoard folder" in stale.stderr and not (tmp_path / "elsewhere").exists()
