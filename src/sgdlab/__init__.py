@@ -28,6 +28,12 @@ _LAZY = {
     "save_model": ("sgdlab.checkpoint", "save_model"),
     "export_onnx": ("sgdlab.onnx_export", "export_onnx"),
     "TensorBoard": ("sgdlab.tensorboard_log", "TensorBoard"),
+    "Dense": ("sgdlab.layers", "Dense"),
+    "ReLU": ("sgdlab.layers", "ReLU"),
+    "Conv2D": ("sgdlab.conv", "Conv2D"),
+    "MaxPool2D": ("sgdlab.conv", "MaxPool2D"),
+    "AvgPool2D": ("sgdlab.conv", "AvgPool2D"),
+    "Flatten": ("sgdlab.conv", "Flatten"),
 }
 
 __all__ = ["MLP", "Sequential", "errors", *_LAZY]
