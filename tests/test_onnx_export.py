@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 import sgdlab as sl  # noqa: E402
 from sgdlab.data import Dataset  # noqa: E402
 from sgdlab.errors import ExportError  # noqa: E402
-from sgdlab.layers import ACTIVATIONS, Dense, Layer  # noqa: E402
+from sgdlab.layers import ACTIVATIONS, BatchNorm, Dense, Dropout, Layer, Sigmoid, Tanh  # noqa: E402
 from sgdlab.onnx_export import OPSET, export_onnx  # noqa: E402
 
 
@@ -40,11 +40,11 @@ def check_parity(model, path, x):
         out = run_onnx(path, rows)
         if model.is_classifier:
             assert list(out) == ["logits", "probabilities"]
-            proba = model.predict_proba(rows)
+            proba, labels = model.predict_proba(rows), model.predict(rows)
             assert out["probabilities"].shape == proba.shape == (len(rows), model.n_out)
             np.testing.assert_allclose(out["probabilities"], proba, rtol=0, atol=1e-5)
-            np.testing.assert_array_equal(out["probabilities"].argmax(axis=1), model.predict(rows))
-            np.testing.assert_array_equal(out["logits"].argmax(axis=1), model.predict(rows))
+            np.testing.assert_array_equal(out["probabilities"].argmax(axis=1), labels)
+            np.testing.assert_array_equal(out["logits"].argmax(axis=1), labels)
         else:
             assert list(out) == ["predictions"]
             np.testing.assert_allclose(out["predictions"], model.predict(rows), rtol=0, atol=1e-5)
@@ -137,6 +137,38 @@ def test_mse_classifier_exports_its_scores_as_logits_only(tmp_path):
     out = run_onnx(tmp_path / "mse.onnx", x)
     assert list(out) == ["logits"]
     np.testing.assert_allclose(out["logits"], model.forward(x), rtol=0, atol=1e-6)
+
+
+def small_conv_net(seed=0):
+    """Conv (stride 2, padding 1) -> ReLU -> MaxPool 2 -> Conv 3x3 -> Tanh -> AvgPool (3, stride 2, overlapping)
+    -> Flatten -> Dense -> BatchNorm -> Sigmoid -> Dropout -> Dense, on 2x13x11 images."""
+    layers = [sl.Conv2D(2, 4, 3, stride=2, padding=1), sl.ReLU(), sl.MaxPool2D(2), sl.Conv2D(4, 5, (2, 1)), Tanh(),
+              sl.AvgPool2D(2, stride=1), sl.Flatten(), Dense(5 * 1 * 2, 6), BatchNorm(6), Sigmoid(), Dropout(0.3),
+              Dense(6, 3)]
+    model = sl.Sequential(layers, input_shape=(2, 13, 11), seed=seed)
+    scrambled_batch_norm_state(model)
+    return model
+
+
+def test_conv_pool_flatten_export_takes_images_and_matches(tmp_path):
+    model = small_conv_net()
+    x = np.random.default_rng(0).normal(size=(64, 2, 13, 11)).astype(np.float32)
+    check_parity(model, tmp_path / "conv.onnx", x)
+    graph = onnx.load(os.fspath(tmp_path / "conv.onnx")).graph
+    assert [d.dim_value or d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", 2, 13, 11]
+    assert [n.op_type for n in graph.node] == ["Conv", "Relu", "MaxPool", "Conv", "Tanh", "AveragePool", "Flatten",
+                                               "Gemm", "BatchNormalization", "Sigmoid", "Gemm", "Softmax"]
+
+
+@pytest.mark.slow
+def test_mnist_conv_net_matches_onnxruntime(mnist, tmp_path):
+    data, x_test, t_test = mnist
+    model = sl.Sequential([sl.Conv2D(1, 4, 5, padding=2), sl.ReLU(), sl.MaxPool2D(2), sl.Flatten(),
+                           Dense(4 * 14 * 14, 10)], input_shape=(1, 28, 28), seed=0)
+    sl.fit(model, data.train, sl.optimizers.Momentum(lr=0.05), batch_size=100, iterations=60, progress=False,
+           train_metrics="running")
+    check_parity(model, tmp_path / "conv.onnx", x_test.reshape(-1, 1, 28, 28))
+    assert model.accuracy(x_test, t_test) > 0.8
 
 
 class Square(Layer):
@@ -240,11 +272,12 @@ def test_cli_export_of_an_unsupported_layer_exits_2_and_writes_nothing(tmp_path)
     """A model file whose layer loads (a registered plug-in layer) but has no ONNX form."""
     code = (
         "import numpy as np, sgdlab as sl\n"
-        "from sgdlab.layers import LAYERS, Layer, Dense\n"
+        "from sgdlab.layers import Layer, Dense\n"
+        "from sgdlab.model import LAYER_TYPES\n"
         "class Square(Layer):\n"
         "    def forward(self, x, train=False):\n"
         "        return x * x\n"
-        "LAYERS['Square'] = Square\n"
+        "LAYER_TYPES['Square'] = Square\n"
         "import sys, os\n"
         "if not os.path.exists('model.safetensors'):\n"
         "    sl.save_model('model.safetensors', sl.Sequential([Dense(3, 4), Square(), Dense(4, 2)]))\n")

@@ -3,8 +3,10 @@
 The graph is the evaluation-mode forward pass, layer by layer:
 Dense -> Gemm (Y = X @ W + b), ReLU/Sigmoid/Tanh -> the ONNX op of the same name,
 BatchNorm -> BatchNormalization with the running averages (inference form),
-Dropout -> nothing (it is the identity at evaluation).  The input is float32
-``input`` of shape (batch, features) with a dynamic batch dimension.  Outputs:
+Dropout -> nothing (it is the identity at evaluation), Conv2D -> Conv,
+MaxPool2D/AvgPool2D -> MaxPool/AveragePool, Flatten -> Flatten.  The input is float32
+``input`` of shape (batch, *model.input_shape): (batch, features), or (batch, C, H, W)
+for images, with a dynamic batch dimension.  Outputs:
 a classifier gives ``logits`` and ``probabilities`` (Softmax, or Sigmoid for
 sigmoid_cross_entropy); a regressor one output, ``predictions``.  A classifier
 trained with mse has no probabilities in sgdlab either: it gives ``logits`` only.
@@ -71,6 +73,26 @@ def _elementwise(op):
     return convert
 
 
+def _conv(builder, layer, x, name):
+    """Conv with W (out, in, kh, kw), as stored, and zero padding on every side."""
+    (ph, pw) = layer.padding
+    return builder.add("Conv", [x, builder.constant(f"{name}.W", layer.W), builder.constant(f"{name}.b", layer.b)],
+                       name, kernel_shape=list(layer.kernel), strides=list(layer.stride), pads=[ph, pw, ph, pw])
+
+
+def _pool(op):
+    def convert(builder, layer, x, name):
+        return builder.add(op, [x], name, kernel_shape=list(layer.window), strides=list(layer.stride))
+
+    convert.__doc__ = f"ONNX {op} over the layer's windows and strides (no padding, floor: sgdlab's output size)."
+    return convert
+
+
+def _flatten(builder, layer, x, name):
+    """(N, C, H, W) -> (N, C·H·W) in C, H, W order, as sgdlab's Flatten."""
+    return builder.add("Flatten", [x], name, axis=1)
+
+
 def _identity_at_evaluation(builder, layer, x, name):
     """Dropout is y = x at evaluation: no node."""
     return x
@@ -83,6 +105,10 @@ CONVERTERS = {
     "Sigmoid": _elementwise("Sigmoid"),
     "Tanh": _elementwise("Tanh"),
     "Dropout": _identity_at_evaluation,
+    "Conv2D": _conv,
+    "MaxPool2D": _pool("MaxPool"),
+    "AvgPool2D": _pool("AveragePool"),
+    "Flatten": _flatten,
 }
 
 PROBABILITY_OPS = {"softmax_cross_entropy": ("Softmax", {"axis": -1}), "sigmoid_cross_entropy": ("Sigmoid", {})}
@@ -129,7 +155,7 @@ def build_onnx_model(model):
         builder.add(op, [outputs[0]], "probabilities", output="probabilities", **attributes)
     graph = helper.make_graph(
         builder.nodes, "sgdlab",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, model.n_in])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, *model.input_shape])],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH_DIM, model.n_out]) for name in outputs],
         initializer=builder.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sgdlab",

@@ -16,7 +16,8 @@ def cmd_export(args):
         raise ExportError(f"{args.onnx!r} already exists: pass --overwrite to replace it or choose another --onnx")
     model = load_model(source)
     export_onnx(model, args.onnx)
-    print(f"wrote {args.onnx} (ONNX opset {OPSET}): input 'input' float32 (batch, {model.n_in}) -> "
+    shape = ", ".join(map(str, ("batch", *model.input_shape)))
+    print(f"wrote {args.onnx} (ONNX opset {OPSET}): input 'input' float32 ({shape}) -> "
           f"{', '.join(output_names(model))}")
     return 0
 
@@ -24,7 +25,8 @@ def cmd_export(args):
 def add_parser(sub):
     export = sub.add_parser("export", help="write a saved model as ONNX (runs in onnxruntime, no sgdlab needed)",
                             description="Export a model.safetensors (or a run folder) to ONNX opset 17: Dense, "
-                                        "BatchNorm (inference form), ReLU/Sigmoid/Tanh; Dropout is left out.  "
+                                        "BatchNorm (inference form), ReLU/Sigmoid/Tanh, Conv2D, MaxPool2D, "
+                                        "AvgPool2D, Flatten; Dropout is left out.  "
                                         "Classifiers output 'logits' and 'probabilities', regressors "
                                         "'predictions'; the batch dimension is dynamic.  Needs "
                                         "pip install 'sgdlab[onnx]'.")
