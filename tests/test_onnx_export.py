@@ -303,3 +303,11 @@ def test_cli_export_of_a_damaged_model_file_exits_2_and_writes_nothing(tmp_path,
     assert_one_line_error(result, "model.safetensors")
     assert not (tmp_path / "out.onnx").exists()
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_cli_export_without_the_onnx_package_says_how_to_install_it(tmp_path):
+    sl.save_model(tmp_path / "model.safetensors", sl.MLP([4, 6, 3], seed=0))
+    result = sgdlab("export", "model.safetensors", "--onnx", "out.onnx", cwd=tmp_path,
+                    code="import sys\nsys.modules['onnx'] = None  # as if not installed")
+    assert_one_line_error(result, "pip install 'sgdlab[onnx]'")
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
