@@ -148,7 +148,7 @@ def make_files(d):
     (d / "inputs.txt").write_text("1,2\n")
     (d / "inputs_bad.csv").write_text("a,b\n1,zz\n")
     model = MLP([2, 8, 3], seed=0)
-    save_model(d / "model.safetensors", model)
+    save_model(model, d / "model.safetensors")
     (d / "evil_model.safetensors").write_bytes(evil)
     (d / "a_file").write_text("x")
     (d / "nockpt").mkdir()
@@ -169,7 +169,7 @@ def make_files(d):
     from sgdlab.checkpoint import read_safetensors
     tensors, m = read_safetensors(d / "v2" / CHECKPOINT_NAME)
     save_file(tensors, d / "v2" / CHECKPOINT_NAME, metadata={**m, "format": "sgdlab.checkpoint/2"})
-    save_model(d / "modelfile" / CHECKPOINT_NAME, model)
+    save_model(model, d / "modelfile" / CHECKPOINT_NAME)
     (d / "pickled" / CHECKPOINT_NAME).write_bytes(evil)
     other = {"config": TrainConfig(dataset="spirals", layers=(16,)).to_dict()}
     save_checkpoint(d / "otherarch" / CHECKPOINT_NAME, trainer.state_dict(), metadata=other)
@@ -301,7 +301,7 @@ def test_the_table_has_at_least_30_cases_from_both_sides():
 
 def test_predict_and_evaluate_end_to_end(tmp_path):
     model = MLP([2, 8, 3], seed=0)
-    save_model(tmp_path / "m.safetensors", model)
+    save_model(model, tmp_path / "m.safetensors")
     x = make_spirals(30, seed=3).x.astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     np.savetxt(tmp_path / "x.csv", x, delimiter=",", header="a,b", comments="")
@@ -365,7 +365,7 @@ def _valid_files():
     d = tempfile.mkdtemp(prefix="sgdlab-fuzz-")
     np.save(os.path.join(d, "x.npy"), np.arange(12, dtype=np.float32).reshape(6, 2))
     np.savez(os.path.join(d, "a.npz"), x=np.ones((6, 2), np.float32), t=np.arange(6) % 2)
-    save_model(os.path.join(d, "m.safetensors"), MLP([2, 3, 2]))
+    save_model(MLP([2, 3, 2]), os.path.join(d, "m.safetensors"))
     trainer = Trainer(MLP([2, 3, 2]), make_spirals(30, n_classes=2), Momentum(lr=0.1), batch_size=5, iterations=2)
     save_checkpoint(os.path.join(d, "c.safetensors"), trainer.state_dict())
     return {name: open(os.path.join(d, name), "rb").read() for name in os.listdir(d)}

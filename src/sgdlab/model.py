@@ -12,8 +12,7 @@ from .blas import axpy
 from .errors import ConfigError, DataError
 from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, layer_from_description
 from .losses import LOSSES
-
-EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set
+from .memory import EVAL_CHUNK, check_fits
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -57,6 +56,7 @@ class Sequential:
         for layer in self.layers:
             n = layer.out_features(n)
         size = sum(layer.size for layer in self.layers)
+        check_fits(f"a model of {size:,} parameters (and its gradients)", 2 * size * self.dtype.itemsize)
         self.params = np.zeros(size, dtype=self.dtype)
         self.grads = np.zeros(size, dtype=self.dtype)
         self._bind()
@@ -152,7 +152,10 @@ class Sequential:
         return np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
 
     def predict_proba(self, x, batch_size=EVAL_CHUNK):
-        """softmax of the output, in chunks."""
+        """Class probabilities (softmax or sigmoid of the output), in chunks; for classifiers only."""
+        if not self.is_classifier:
+            raise ConfigError(f"predict_proba is for classifiers: this model is a regressor (loss "
+                              f"{self.loss_layer.name!r}); use predict for its outputs")
         x = np.asarray(x)
         out = [self.loss_layer.probabilities(self.forward(x[s : s + batch_size]).astype(np.float64))
                for s in range(0, x.shape[0], batch_size)]
@@ -170,7 +173,10 @@ class Sequential:
         return int(np.count_nonzero(y.argmax(axis=1) == t)) if t.ndim == 1 else 0
 
     def evaluate(self, dataset, batch_size=EVAL_CHUNK):
-        """(mean loss incl. weight decay, accuracy or None) over a whole Dataset, in large chunks."""
+        """(mean loss incl. weight decay, accuracy or None) over a whole Dataset or (x, t), in large chunks."""
+        from .data.datasets import as_dataset
+
+        dataset = as_dataset(dataset, "evaluation")
         total_loss, correct, n = 0.0, 0, 0
         for xb, tb in dataset.chunks(batch_size):
             y = self.forward(xb)

@@ -32,6 +32,7 @@ __all__ = [
     "AdamW",
     "OPTIMIZERS",
     "get_optimizer",
+    "settings_of",
     "clip_grad_norm",
     "Schedule",
     "Constant",
@@ -44,8 +45,13 @@ __all__ = [
 ]
 
 
+def settings_of(cls):
+    """{setting: default} of an optimizer's or schedule's constructor (lr and base_lr included)."""
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
+
+
 def _settings_of(cls, skip):
-    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *skip)]
+    return [p for p in settings_of(cls) if p not in skip]
 
 
 def _build(kind, table, name, first, settings):

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .batches import BatchLoader, BatchSampler, PrefetchLoader
+from .batches import BatchLoader, BatchSampler, PrefetchLoader, resolve_sampling
 from .errors import CheckpointError, ConfigError, DataError, check_whole_number
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
@@ -235,9 +235,9 @@ class Trainer:
     """The loop and all its state: model, optimizer, sampler, history, iteration counter."""
 
     def __init__(self, model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None,
-                 callbacks=(), gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None,
+                 callbacks=(), gradient="backprop", sampling="auto", seed=0, eval_every=None, schedule=None,
                  clip_norm=None, progress=None, divergence_factor=100.0, prefetch=False, checkpoint=None,
-                 checkpoint_every=None, train_metrics="full"):
+                 checkpoint_every=None, train_metrics="running", checkpoint_seconds=None):
         if gradient not in GRADIENTS:
             raise ConfigError(f"gradient={gradient!r} is unknown: use {' or '.join(GRADIENTS)}")
         if train_metrics not in TRAIN_METRICS:
@@ -246,13 +246,18 @@ class Trainer:
             epochs = 1
         if epochs is not None and iterations is not None:
             raise ConfigError("give epochs or iterations, not both")
+        from .data.datasets import as_dataset
+
+        train = as_dataset(train, "training")
         check_data_fits(model, train, "training")
         if validation is not None:
+            validation = as_dataset(validation, "validation")
             check_data_fits(model, validation, "validation")
         self.model, self.train, self.optimizer, self.validation = model, train, optimizer, validation
         self.callbacks = list(callbacks)
         self.gradient, self.schedule, self.clip_norm = gradient, schedule, clip_norm
         self.progress, self.divergence_factor = progress, divergence_factor
+        sampling, prefetch = resolve_sampling(sampling, train, prefetch)  # auto: block-shuffle for a store
         self.sampler = BatchSampler(len(train), batch_size, mode=sampling, seed=seed)
         self.loader = (PrefetchLoader if prefetch else BatchLoader)(train, self.sampler, dtype=model.params.dtype)
         self.iterations_per_epoch = self.sampler.iterations_per_epoch
@@ -266,6 +271,7 @@ class Trainer:
         self.eval_every = eval_every or self.iterations_per_epoch
         check_whole_number("checkpoint_every", checkpoint_every, optional=True)
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every  # checkpoint(trainer) writes one
+        self.checkpoint_seconds = checkpoint_seconds  # also when this many seconds passed since the last one
         self.history = History()
         # train_metrics="running": [sum of batch losses, correct predictions, samples] since the last evaluation
         self.running = [0.0, 0, 0] if train_metrics == "running" else None
@@ -362,6 +368,7 @@ class Trainer:
         bar = self._progress_bar()
         model, optimizer = self.model, self.optimizer
         start = time.perf_counter() - self.seconds
+        last_checkpoint = time.perf_counter()
         try:
             while self.iteration < self.total_iterations and self._stop is None:
                 if self.schedule is not None:
@@ -385,9 +392,11 @@ class Trainer:
                 if self.iteration % self.eval_every == 0 or self.iteration == self.total_iterations:
                     self.seconds = time.perf_counter() - start
                     self._evaluate()
+                now = time.perf_counter()
                 if self.checkpoint is not None and (self.iteration % self.iterations_per_epoch == 0 or (
-                        self.checkpoint_every and self.iteration % self.checkpoint_every == 0)):
-                    self.seconds = time.perf_counter() - start
+                        self.checkpoint_every and self.iteration % self.checkpoint_every == 0) or (
+                        self.checkpoint_seconds and now - last_checkpoint >= self.checkpoint_seconds)):
+                    self.seconds, last_checkpoint = now - start, now
                     self.checkpoint(self)
             if self._stop is None:
                 self._stop = ("completed", f"trained {self.iteration} iterations ({self._epoch_label()} epochs)")
@@ -507,14 +516,18 @@ def check_data_fits(model, dataset, role):
 
 
 def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None, callbacks=(),
-        gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None, clip_norm=None,
-        progress=None, prefetch=False, train_metrics="full"):
+        gradient="backprop", sampling="auto", seed=0, eval_every=None, schedule=None, clip_norm=None,
+        progress=None, prefetch=False, train_metrics="running"):
     """Train ``model`` on ``train`` by mini-batch gradient descent; returns the History.
 
     ``gradient`` is "backprop" or "numerical" (the tutorial's central differences).
     ``progress``: None shows a bar only on a terminal, False never, True always.
     ``prefetch``: gather the next batch on a background thread while the current one trains.
-    ``train_metrics``: "full" (the whole training set at each evaluation) or "running" (the batches' since the last).
+    ``train``, ``validation``: Datasets or pairs ``(x, t)`` of arrays.
+    ``sampling``: "auto" (exact shuffle in memory, block-shuffle with prefetch for an on-disk store), "shuffle",
+    "replacement" or "block-shuffle".
+    ``train_metrics``: "running" (the batches' since the last evaluation, free) or "full" (the whole training
+    set at each evaluation, the tutorial's; costs a pass over it).
     """
     trainer = Trainer(model, train, optimizer, batch_size=batch_size, epochs=epochs, iterations=iterations,
                       validation=validation, callbacks=callbacks, gradient=gradient, sampling=sampling, seed=seed,

@@ -12,13 +12,13 @@ from sgdlab.errors import DataError
 
 from .converters import SYNTH_NAMES, convert, synth_mnist_shifted
 from .datasets import (_SYNTHETIC, DATASET_NAMES, Dataset, Splits, _split, load_digits, make_blobs, make_circles,
-                       make_spirals, make_xor, train_val_split)
+                       make_spirals, make_xor, train_val_split, as_dataset)
 from .files import load_arrays
 from .mnist import MNIST_PICKLE_SHA256, load_mnist, load_mnist_pickle, read_idx
 from .store import STORE_FORMAT, StoreWriter, is_store, open_store, read_meta, verify_store
 
 __all__ = [
-    "Dataset", "Splits", "load_mnist", "load_mnist_pickle", "read_idx", "load_digits",
+    "Dataset", "Splits", "as_dataset", "load_mnist", "load_mnist_pickle", "read_idx", "load_digits",
     "make_spirals", "make_blobs", "make_circles", "make_xor", "load_arrays",
     "train_val_split", "load_dataset", "DATASET_NAMES", "MNIST_PICKLE_SHA256",
     "STORE_FORMAT", "StoreWriter", "is_store", "open_store", "read_meta", "verify_store",
