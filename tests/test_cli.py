@@ -133,6 +133,7 @@ def test_gradcheck_passes_on_digits():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # MNIST
 def test_default_train_is_the_main_job_on_mnist(tmp_path):
     """README's first command: `sgdlab train` with no flags reaches >= 97.5% test accuracy on MNIST."""
     result = sgdlab("train", "--quiet", cwd=tmp_path)

@@ -390,6 +390,7 @@ def test_cli_refuses_bad_regularisation_flags(tmp_path, flag, value, message):
 
 # -- the demo --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # MNIST
 def test_overfitting_demo_quick(tmp_path):
     from sgdlab.demos.overfitting import PATIENCE, overfitting
 
