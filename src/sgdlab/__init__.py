@@ -30,6 +30,7 @@ _LAZY = {
     "BatchNorm": ("sgdlab.layers", "BatchNorm"),
     "History": ("sgdlab.training", "History"),
     "EarlyStopping": ("sgdlab.training", "EarlyStopping"),
+    "LivePlot": ("sgdlab.liveplot", "LivePlot"),
     "TrainConfig": ("sgdlab.config", "TrainConfig"),
     "numerical_diff": ("sgdlab.gradients", "numerical_diff"),
     "numerical_gradient": ("sgdlab.gradients", "numerical_gradient"),

@@ -231,6 +231,18 @@ class Sequential:
         model.load_state_buffers(self.state_buffers())
         return model
 
+    def summary(self, print_fn=print):
+        """Print every layer, its output shape and parameter count, and the totals (Keras's ``summary()``)."""
+        from .summary import ModelSummary
+
+        print_fn(str(ModelSummary(self)))
+
+    def _repr_html_(self):
+        """Jupyter shows a model as its summary table."""
+        from .summary import ModelSummary
+
+        return ModelSummary(self)._repr_html_()
+
     def __repr__(self):
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"{type(self).__name__}([{inner}], loss={self.loss_layer.name!r}, params={self.params.size})"

@@ -8,9 +8,8 @@ import numpy as np
 
 
 def _figure(width=6.4, height=4.0):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A bare Figure draws with Agg when saved, whatever pyplot's backend: no matplotlib.use(), which
+    # would switch a notebook's inline backend (or a GUI's) to Agg for the user's own plots too.
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")

@@ -78,6 +78,11 @@ class History:
         for key, value in state.items():
             setattr(self, key, list(value) if isinstance(value, list) else value)
 
+    def _repr_html_(self):
+        from .display import history_html
+
+        return history_html(self)
+
     def __repr__(self):
         return (f"History({len(self.rows)} evaluations, {len(self.iteration_loss)} iterations, "
                 f"status={self.status!r}, best_epoch={self.best_epoch})")
@@ -492,8 +497,12 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
+        from .display import in_notebook
+
+        # None: a bar on a terminal or in a notebook (tqdm.auto draws a notebook bar there), none in a log file
+        disable = not self.progress if self.progress is not None else (False if in_notebook() else None)
         return tqdm(total=self.total_iterations, initial=self.iteration, unit="it", leave=False,
-                    disable=None if self.progress is None else not self.progress, dynamic_ncols=True)
+                    disable=disable, dynamic_ncols=True)
 
 
 def _copies(arrays):
@@ -521,7 +530,7 @@ def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, v
     """Train ``model`` on ``train`` by mini-batch gradient descent; returns the History.
 
     ``gradient`` is "backprop" or "numerical" (the tutorial's central differences).
-    ``progress``: None shows a bar only on a terminal, False never, True always.
+    ``progress``: None shows a bar on a terminal or in a notebook, False never, True always.
     ``prefetch``: gather the next batch on a background thread while the current one trains.
     ``train``, ``validation``: Datasets or pairs ``(x, t)`` of arrays.
     ``sampling``: "auto" (exact shuffle in memory, block-shuffle with prefetch for an on-disk store), "shuffle",
