@@ -237,7 +237,7 @@ def test_resume_a_folder_with_only_config_json_starts_from_the_beginning(tmp_pat
 def test_sigkill_half_a_second_after_start_then_resume_is_bit_for_bit(tmp_path):
     """A run killed with SIGKILL 0.5 s after it started, then resumed (from a checkpoint written by
     --checkpoint-seconds, or from the beginning if none was yet), ends with the uninterrupted run's model."""
-    args = ["--dataset", "digits", "--layers", "64", "--epochs", "3", "--batch-size", "8", "--seed", "5",
+    args = ["--dataset", "digits", "--layers", "128", "--epochs", "40", "--batch-size", "8", "--seed", "5",
             "--checkpoint-seconds", "0.1", "--quiet"]
     whole = sgdlab("train", *args, "--out", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
@@ -251,6 +251,7 @@ def test_sigkill_half_a_second_after_start_then_resume_is_bit_for_bit(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "summary.json").exists(), "the run ended before the kill: make it longer"
+    assert (out / "checkpoint.safetensors").exists(), "no checkpoint within 0.5 s: --checkpoint-seconds was ignored"
     resumed = sgdlab("train", "--resume", out)
     assert resumed.returncode == 0, resumed.stderr
     a, _ = read_safetensors(out / "model.safetensors")
