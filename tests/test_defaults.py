@@ -18,7 +18,8 @@ from sgdlab.config import CHOICES, OPTIMIZER_FIELDS, SCHEDULE_FIELDS, TUNED_LR, 
 from sgdlab.errors import ConfigError
 from sgdlab.layers import ACTIVATIONS
 from sgdlab.losses import LOSSES
-from sgdlab.optimizers import OPTIMIZERS, SCHEDULES, settings_of
+from sgdlab.optimizers import OPTIMIZERS, SCHEDULES
+from sgdlab.validation import setting_defaults
 from sgdlab.run import build_model, build_optimizer, build_schedule
 
 
@@ -108,7 +109,7 @@ def test_save_model_takes_model_then_path_and_names_the_old_order(tmp_path):
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_each_optimizer_trains_at_its_own_default_lr(name):
     config = TrainConfig(optimizer=name)
-    expected = TUNED_LR.get(name, settings_of(OPTIMIZERS[name])["lr"])
+    expected = TUNED_LR.get(name, setting_defaults(OPTIMIZERS[name])["lr"])
     assert config.learning_rate() == expected and build_optimizer(config).lr == expected
     assert TrainConfig(optimizer=name, lr=0.3).learning_rate() == 0.3
     assert TrainConfig(optimizer="adam").learning_rate() == 1e-3
@@ -128,7 +129,7 @@ def test_every_optimizer_and_schedule_setting_is_a_config_field():
     derived = {"lr", "base_lr", "weight_decay", "mode"}  # lr fields, --weight-decay, plateau mode from --monitor
     for registry, fields in ((OPTIMIZERS, OPTIMIZER_FIELDS), (SCHEDULES, SCHEDULE_FIELDS)):
         for key, cls in registry.items():
-            missing = set(settings_of(cls)) - derived - set(fields.values())
+            missing = set(setting_defaults(cls)) - derived - set(fields.values())
             assert not missing, f"{key}: settings {missing} have no TrainConfig field (config.py)"
     config = TrainConfig(optimizer="adam", beta1=0.8, beta2=0.99, eps=1e-6, schedule="cosine", min_lr=1e-5,
                          warmup_iterations=7)
@@ -168,7 +169,7 @@ def test_train_help_lists_every_registered_choice():
             assert re.search(rf"(^|[ :|]){re.escape(name)}( |$|\))", section), f"{name} missing from {flag} help"
     for name in OPTIMIZERS:
         if name not in TUNED_LR:
-            assert f"{name} {settings_of(OPTIMIZERS[name])['lr']:g}" in text.split("--lr LR", 1)[1]
+            assert f"{name} {setting_defaults(OPTIMIZERS[name])['lr']:g}" in text.split("--lr LR", 1)[1]
 
 
 # --------------------------------------------------------------------------- targets, predict_proba, memory

@@ -6,10 +6,11 @@ import tomllib
 from dataclasses import dataclass, fields
 
 from .batches import SAMPLING
-from .errors import ConfigError, check_number, check_whole_number
+from .errors import ConfigError
 from .layers import ACTIVATIONS
 from .losses import LOSSES
-from .optimizers import OPTIMIZERS, SCHEDULES, settings_of
+from .optimizers import OPTIMIZERS, SCHEDULES
+from .validation import check_number, check_whole_number, setting_defaults
 
 # Choice lists come from the registries (the CLI's --help too), so a new loss or optimizer shows up everywhere.
 CHOICES = {
@@ -126,7 +127,7 @@ class TrainConfig:
 
     def _check_settings(self, kind, cls, fields_to_settings):
         """Refuse a setting the chosen optimizer or schedule does not have, naming the ones it has."""
-        accepted = settings_of(cls)
+        accepted = setting_defaults(cls)
         for field, setting in fields_to_settings.items():
             if getattr(self, field) is not None and setting not in accepted:
                 users = [f for f, s in fields_to_settings.items() if s in accepted]
@@ -137,7 +138,7 @@ class TrainConfig:
         """The lr to train with: ``lr`` if given, else TUNED_LR for the optimizer, else the optimizer's default."""
         if self.lr is not None:
             return float(self.lr)
-        return TUNED_LR.get(self.optimizer, settings_of(OPTIMIZERS[self.optimizer])["lr"])
+        return TUNED_LR.get(self.optimizer, setting_defaults(OPTIMIZERS[self.optimizer])["lr"])
 
     def optimizer_settings(self):
         """The optimizer's keyword settings that were given (AdamW: weight_decay is its decoupled decay)."""
@@ -146,10 +147,10 @@ class TrainConfig:
         settings = {setting: getattr(self, field) for field, setting in OPTIMIZER_FIELDS.items()
                     if getattr(self, field) is not None and setting != "betas"}
         if self.beta1 is not None or self.beta2 is not None:
-            beta1, beta2 = settings_of(OPTIMIZERS[self.optimizer])["betas"]
+            beta1, beta2 = setting_defaults(OPTIMIZERS[self.optimizer])["betas"]
             settings["betas"] = (beta1 if self.beta1 is None else self.beta1,
                                  beta2 if self.beta2 is None else self.beta2)
-        if "weight_decay" in settings_of(OPTIMIZERS[self.optimizer]) and self.optimizer == "adamw":
+        if "weight_decay" in setting_defaults(OPTIMIZERS[self.optimizer]) and self.optimizer == "adamw":
             settings["weight_decay"] = self.weight_decay
         get_optimizer(self.optimizer, self.learning_rate(), **settings)  # raises on a value out of range
         return settings
@@ -164,7 +165,7 @@ class TrainConfig:
 
         settings = {setting: getattr(self, field) for field, setting in SCHEDULE_FIELDS.items()
                     if getattr(self, field) is not None}
-        if "mode" in settings_of(SCHEDULES[self.schedule]):
+        if "mode" in setting_defaults(SCHEDULES[self.schedule]):
             settings["mode"] = self.monitor_mode if self.monitor_mode != "auto" else \
                 ("min" if self.monitor.endswith("loss") else "max")
         make_schedule(self.schedule, self.learning_rate(), **settings)  # raises on a value out of range

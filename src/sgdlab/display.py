@@ -57,15 +57,12 @@ def html_table(header, rows, caption="", highlight=None, numeric=None):
     return "".join(parts)
 
 
-def history_html(history):
-    """A History as a table: one row per evaluation (metrics.csv's columns), the best one in bold."""
-    from .training import METRIC_COLUMNS
-
-    rows = [[row.get(c) for c in METRIC_COLUMNS] for row in history.rows]
+def history_html(history, columns):
+    """A History as a table: one row per evaluation (``columns``: metrics.csv's), the best one in bold."""
+    rows = [[row.get(c) for c in columns] for row in history.rows]
     caption = f"{len(history.rows)} evaluations, {len(history.iteration_loss)} iterations; status {history.status}"
     if history.best_epoch is not None:
         caption += f"; best epoch {history.best_epoch} by {history.monitor} (bold)"
     if history.stopped_reason:
         caption += f" — {history.stopped_reason}"
-    return html_table(METRIC_COLUMNS, rows, caption=caption, highlight=history.best_index,
-                      numeric=METRIC_COLUMNS)
+    return html_table(columns, rows, caption=caption, highlight=history.best_index, numeric=columns)

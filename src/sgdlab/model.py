@@ -10,6 +10,7 @@ import numpy as np
 
 from .blas import axpy
 from .errors import ConfigError, DataError
+from .fast_gradient import model_numerical_gradient
 from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, layer_from_description
 from .losses import LOSSES
 from .memory import EVAL_CHUNK, check_fits
@@ -132,9 +133,13 @@ class Sequential:
 
     def numerical_gradient(self, x, t, h=None, method="central"):
         """The same gradient by finite differences of ``loss`` (see ``sgdlab.gradients``)."""
-        from .gradients import model_numerical_gradient
-
         return model_numerical_gradient(self, x, t, h=h, method=method)
+
+    def has_plain_maths(self):
+        """True unless a subclass overrides the maths the fast numerical gradient re-derives (forward, loss)."""
+        cls = type(self)
+        return all(getattr(cls, name) is getattr(Sequential, name)
+                   for name in ("forward", "loss", "penalty", "_as_input"))
 
     # -- using the trained model -------------------------------------------------------------------
 

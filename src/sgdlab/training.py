@@ -23,7 +23,9 @@ import time
 import numpy as np
 
 from .batches import BatchLoader, BatchSampler, PrefetchLoader, resolve_sampling
-from .errors import CheckpointError, ConfigError, DataError, check_whole_number
+from .errors import CheckpointError, ConfigError, DataError
+from .smoothing import centred_mean
+from .validation import check_whole_number
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 GRADIENTS = ("backprop", "numerical")
@@ -81,7 +83,7 @@ class History:
     def _repr_html_(self):
         from .display import history_html
 
-        return history_html(self)
+        return history_html(self, METRIC_COLUMNS)
 
     def __repr__(self):
         return (f"History({len(self.rows)} evaluations, {len(self.iteration_loss)} iterations, "
@@ -199,8 +201,8 @@ def overfitting_onset(history, metric="loss", min_delta=0.0, window=5):
         raise ConfigError(f"metric={metric!r} is unknown: use 'loss' or 'acc'")
     rows = history.rows
     sign = -1.0 if metric == "loss" else 1.0  # larger is better below
-    train = sign * _centred_mean(history.column(f"train_{metric}"), window)
-    val = sign * _centred_mean(history.column(f"val_{metric}"), window)
+    train = sign * centred_mean(history.column(f"train_{metric}"), window)
+    val = sign * centred_mean(history.column(f"val_{metric}"), window)
     if len(rows) < 2 or not np.all(np.isfinite(val)) or not np.all(np.isfinite(train)):
         return None
     best_val_after = np.maximum.accumulate(val[::-1])[::-1]
@@ -209,15 +211,6 @@ def overfitting_onset(history, metric="loss", min_delta=0.0, window=5):
         if best_val_after[e + 1] <= val[e] + min_delta and best_train_after[e + 1] > train[e] + min_delta:
             return rows[e]["epoch"]
     return None
-
-
-def _centred_mean(values, window):
-    """Mean of the ``window`` values centred on each position (fewer at the ends)."""
-    half = window // 2
-    cumulative = np.concatenate([[0.0], np.cumsum(values)])
-    positions = np.arange(values.size)
-    starts, ends = np.maximum(positions - half, 0), np.minimum(positions + half + 1, values.size)
-    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
 
 
 class EpochLogger(Callback):

@@ -70,12 +70,13 @@ CHOICE_HELP = {
 def field_help(name):
     """--help of a TrainConfig field: its description, its choices or the classes it sets, and its default."""
     from ..config import CHOICES, OPTIMIZER_FIELDS, SCHEDULE_FIELDS, TUNED_LR, TrainConfig
-    from ..optimizers import OPTIMIZERS, SCHEDULES, settings_of
+    from ..optimizers import OPTIMIZERS, SCHEDULES
+    from ..validation import setting_defaults
 
     default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}[name]
     text = FIELD_HELP.get(name, name.replace("_", " "))
     if name == "lr":
-        return text.format(optimizer_lrs=", ".join(f"{k} {settings_of(c)['lr']:g}" for k, c in OPTIMIZERS.items()
+        return text.format(optimizer_lrs=", ".join(f"{k} {setting_defaults(c)['lr']:g}" for k, c in OPTIMIZERS.items()
                                                    if k not in TUNED_LR))
     if name in CHOICES:
         notes = CHOICE_HELP.get(name, {})
@@ -86,7 +87,7 @@ def field_help(name):
             setting = fields_to_settings[name]
             users = []
             for key, cls in registry.items():
-                defaults = settings_of(cls)
+                defaults = setting_defaults(cls)
                 if setting in defaults:
                     value = defaults[setting]
                     if name in ("beta1", "beta2"):

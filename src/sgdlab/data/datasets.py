@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
+from sgdlab.validation import check_count, check_fraction, check_nonnegative
 
 DATASET_NAMES = ("mnist", "digits", "spirals", "blobs", "circles", "xor")
 _NAN_CHUNK_ELEMENTS = 1 << 22        # rows scanned per NaN check step: ~4M values (32 MB of float64)
@@ -379,17 +380,10 @@ class Splits:
 
 # ---------------------------------------------------------------- splitting
 
-def _check_fraction(name, value, allow_zero=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not (0 <= value < 1) or (value == 0 and not allow_zero):
-        allowed = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ConfigError(f"{name}={value!r} is not allowed: use a fraction in {allowed}")
-
-
 def _split(ds: Dataset, val_fraction, test_fraction, seed) -> Splits:
     """Seeded random split of ``ds`` into train / val / test (val or test None when its fraction is 0)."""
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("val_fraction", val_fraction)
+    check_fraction("test_fraction", test_fraction)
     n = len(ds)
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     if val_fraction and n_val == 0 or test_fraction and n_test == 0 or n - n_val - n_test < 1:
@@ -405,23 +399,12 @@ def _split(ds: Dataset, val_fraction, test_fraction, seed) -> Splits:
 
 def train_val_split(dataset, val_fraction=0.2, seed=0):
     """Seeded random split into (train, val); val holds round(n * val_fraction) samples."""
-    _check_fraction("val_fraction", val_fraction, allow_zero=False)
+    check_fraction("val_fraction", val_fraction, allow_zero=False)
     s = _split(dataset, val_fraction, 0.0, seed)
     return s.train, s.val
 
 
 # ---------------------------------------------------------------- synthetic sets
-
-def _check_count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name}={value!r} is not allowed: use an integer >= {minimum}")
-
-
-def _check_nonneg(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name}={value!r} is not allowed: use a finite number >= 0")
-
 
 def _class_sizes(n_samples, n_classes):
     return [len(a) for a in np.array_split(np.arange(n_samples), n_classes)]
@@ -429,9 +412,9 @@ def _class_sizes(n_samples, n_classes):
 
 def make_spirals(n_samples=300, n_classes=3, noise=0.2, seed=0) -> Dataset:
     """The CS231n spiral: class j runs r = 0..1 along theta = 4j..4(j+1) + noise * N(0, 1)."""
-    _check_count("n_classes", n_classes, 2)
-    _check_count("n_samples", n_samples, n_classes)
-    _check_nonneg("noise", noise)
+    check_count("n_classes", n_classes, 2)
+    check_count("n_samples", n_samples, n_classes)
+    check_nonnegative("noise", noise)
     rng = np.random.default_rng(seed)
     xs, ts = [], []
     for j, m in enumerate(_class_sizes(n_samples, n_classes)):
@@ -445,10 +428,10 @@ def make_spirals(n_samples=300, n_classes=3, noise=0.2, seed=0) -> Dataset:
 
 def make_blobs(n_samples=300, n_classes=3, n_features=2, spread=1.0, seed=0) -> Dataset:
     """Gaussian blobs: centres uniform in [-10, 10]^d, points = centre + spread * N(0, I), shuffled."""
-    _check_count("n_classes", n_classes, 1)
-    _check_count("n_samples", n_samples, n_classes)
-    _check_count("n_features", n_features, 1)
-    _check_nonneg("spread", spread)
+    check_count("n_classes", n_classes, 1)
+    check_count("n_samples", n_samples, n_classes)
+    check_count("n_features", n_features, 1)
+    check_nonnegative("spread", spread)
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-10.0, 10.0, size=(n_classes, n_features))
     t = np.repeat(np.arange(n_classes, dtype=np.int64), _class_sizes(n_samples, n_classes))
@@ -459,8 +442,8 @@ def make_blobs(n_samples=300, n_classes=3, n_features=2, spread=1.0, seed=0) -> 
 
 def make_circles(n_samples=300, noise=0.1, factor=0.5, seed=0) -> Dataset:
     """Two concentric circles: class 0 on radius 1, class 1 on radius ``factor``, plus noise * N(0, I)."""
-    _check_count("n_samples", n_samples, 2)
-    _check_nonneg("noise", noise)
+    check_count("n_samples", n_samples, 2)
+    check_nonnegative("noise", noise)
     if isinstance(factor, bool) or not isinstance(factor, (int, float, np.number)) or not 0 < factor < 1:
         raise ConfigError(f"factor={factor!r} is not allowed: use a number in (0, 1)")
     rng = np.random.default_rng(seed)
@@ -475,8 +458,8 @@ def make_circles(n_samples=300, noise=0.1, factor=0.5, seed=0) -> Dataset:
 
 def make_xor(n_samples=300, noise=0.1, seed=0) -> Dataset:
     """XOR: points uniform in [-1, 1]^2, label = (x0 > 0) xor (x1 > 0), then noise * N(0, I) added to x."""
-    _check_count("n_samples", n_samples, 1)
-    _check_nonneg("noise", noise)
+    check_count("n_samples", n_samples, 1)
+    check_nonnegative("noise", noise)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(n_samples, 2))
     t = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
