@@ -7,7 +7,9 @@ import typing
 
 FIELD_HELP = {
     "dataset": "mnist, digits, spirals, blobs, circles, xor, a store folder, or a path to .npz / .npy / .csv",
-    "layers": "hidden layer sizes, e.g. 100 or 256,128 ('' for none)",
+    "layers": "hidden layers, e.g. 100 or 256,128 ('' for none); a conv net puts image layers first: convFkK "
+              "(F filters of KxK; add sS stride, pP padding), poolK (max), avgpoolK, e.g. "
+              "conv16k5,pool2,conv32k5,pool2,100",
     "activation": "hidden activation",
     "loss": "loss",
     "optimizer": "update rule",
