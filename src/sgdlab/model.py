@@ -209,7 +209,7 @@ class Sequential:
 
     def evaluate(self, dataset, batch_size=None):
         """(mean loss incl. weight decay, accuracy or None) over a whole Dataset or (x, t), in large chunks."""
-        from .data.datasets import as_dataset
+        from .data import as_dataset
 
         dataset = as_dataset(dataset, "evaluation")
         total_loss, correct, n = 0.0, 0, 0

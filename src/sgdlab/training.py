@@ -81,7 +81,7 @@ class Trainer:
             epochs = 1
         if epochs is not None and iterations is not None:
             raise ConfigError("give epochs or iterations, not both")
-        from .data.datasets import as_dataset
+        from .data import as_dataset
 
         train = as_dataset(train, "training")
         check_data_fits(model, train, "training")
@@ -93,8 +93,10 @@ class Trainer:
         self.metrics = dict(metrics or {})
         self.gradient, self.schedule, self.clip_norm = gradient, schedule, clip_norm
         self.progress, self.divergence_factor = progress, divergence_factor
-        sampling, prefetch = resolve_sampling(sampling, train, prefetch)  # auto: block-shuffle for a store
-        self.sampler = BatchSampler(len(train), batch_size, mode=sampling, seed=seed) if sampler is None else sampler
+        if sampler is None:
+            sampling, prefetch = resolve_sampling(sampling, train, prefetch)  # auto: block-shuffle for a store
+            sampler = BatchSampler(len(train), batch_size, mode=sampling, seed=seed)
+        self.sampler = sampler
         self.loader = (PrefetchLoader if prefetch else BatchLoader)(train, self.sampler, dtype=model.params.dtype)
         self.iterations_per_epoch = self.sampler.iterations_per_epoch
         if iterations is not None:

@@ -298,15 +298,6 @@ def as_targets(t):
     return t[:, None] if t.ndim == 1 and t.dtype.kind == "f" else t
 
 
-def as_dataset(data, role="training"):
-    """A Dataset as it is, or a pair ``(x, t)`` of arrays wrapped in one; anything else is refused by name."""
-    if isinstance(data, Dataset):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return Dataset(data[0], data[1], name=role)
-    raise ConfigError(f"the {role} data is a {type(data).__name__}: give a sgdlab.Dataset or a pair (x, t) of arrays")
-
-
 def _check_x(x):
     if x.ndim < 1 or len(x) == 0:
         raise DataError(f"x has shape {x.shape}: need at least one sample, shape (n, *features) with n > 0")
