@@ -38,6 +38,8 @@ _LAZY = {
     "minimize": ("sgdlab.descent", "minimize"),
     "load_model": ("sgdlab.checkpoint", "load_model"),
     "save_model": ("sgdlab.checkpoint", "save_model"),
+    "export_onnx": ("sgdlab.onnx_export", "export_onnx"),
+    "TensorBoard": ("sgdlab.tensorboard_log", "TensorBoard"),
     "Dense": ("sgdlab.layers", "Dense"),
     "ReLU": ("sgdlab.layers", "ReLU"),
     "Conv2D": ("sgdlab.conv", "Conv2D"),

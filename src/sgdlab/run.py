@@ -147,11 +147,11 @@ def read_resume_checkpoint(out):
 
 
 def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=None, resume=False,
-              pictures=True):
+              pictures=True, callbacks=()):
     """Train as ``config`` says and write the run folder ``out``; returns summary.json's dict.
 
     ``pictures=False`` skips loss.png and accuracy.png (sweep trials: drawing them costs more than
-    training a small network).
+    training a small network).  ``callbacks`` run after the run's own (e.g. ``TensorBoard``).
 
     ``resume=True`` continues ``out`` from its checkpoint.safetensors with the config saved there
     (``config`` may be None; when given it must equal the saved one).
@@ -187,7 +187,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
     model = build_model(config, train.x.shape[1:], n_outputs, task)
     optimizer = build_optimizer(config)
-    callbacks = []
+    extra_callbacks, callbacks = list(callbacks), []
     if config.patience:
         callbacks.append(EarlyStopping(monitor=config.monitor, patience=config.patience, mode=config.monitor_mode,
                                        min_delta=config.min_delta, restore_best=config.restore_best,
@@ -195,6 +195,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     if not quiet:
         callbacks.append(EpochLogger(stream))
     callbacks.append(LiveMetrics(os.path.join(out, "metrics.csv")))
+    callbacks.extend(extra_callbacks)  # after early stopping: they see the restored model at the end
     trainer = Trainer(model, train, optimizer, batch_size=config.batch_size,
                       epochs=None if config.iterations else config.epochs, iterations=config.iterations,
                       validation=val, callbacks=callbacks, gradient=config.gradient, sampling=config.sampling,
