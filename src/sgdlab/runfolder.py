@@ -28,7 +28,7 @@ SWEEP_FILES = frozenset({"sweep.json", "sweep.csv", "sweep.png", "range_test.csv
                          "range_test.png"})
 STORE_FILES = frozenset({"meta.json", "x.npy", "t.npy", ".x.npy.partial", ".t.npy.partial", ".meta.json.partial"})
 MARKERS = {"run": ("config.json",), "sweep": ("sweep.json", "range_test.json", "range_test.csv"),
-           "store": ("meta.json", ".x.npy.partial")}
+           "store": ("meta.json", ".x.npy.partial"), "tensorboard": ()}
 
 
 class FolderLockedError(RunExistsError):
@@ -51,6 +51,9 @@ def foreign_entries(path, kind):
                  (name in RUN_FOLDERS and entry.is_dir(follow_symlinks=False))
         elif kind == "store":
             ok = name in STORE_FILES and entry.is_file(follow_symlinks=False)
+        elif kind == "tensorboard":          # TensorBoard event files, in sub-folders per run or trial
+            ok = (name.startswith("events.out.tfevents.") and entry.is_file(follow_symlinks=False)) or \
+                 (entry.is_dir(follow_symlinks=False) and not foreign_entries(entry.path, "tensorboard"))
         elif kind == "sweep":
             if name in SWEEP_FILES:
                 ok = entry.is_file(follow_symlinks=False)
@@ -80,7 +83,7 @@ def _is_kind(path, kind, allow_unmarked=False):
     if kind == "run" and "config.json" in names:
         return _looks_like_config(os.path.join(path, "config.json"))
     real = {n for n in names if n != LOCK_NAME and not _is_temporary(n)}
-    return allow_unmarked or not real or any(m in names for m in MARKERS[kind])
+    return allow_unmarked or not real or not MARKERS[kind] or any(m in names for m in MARKERS[kind])
 
 
 def _looks_like_config(path):
