@@ -126,7 +126,7 @@ def test_csv_with_a_bom_keeps_its_first_row(tmp_path):
     from sgdlab.checkpoint import save_model
     from sgdlab.model import MLP
 
-    save_model(tmp_path / "m.safetensors", MLP([2, 3, 2], seed=0))
+    save_model(MLP([2, 3, 2], seed=0), tmp_path / "m.safetensors")
     (tmp_path / "x.csv").write_bytes("\ufeff1.0,2.0\n3.0,4.0\n".encode("utf-8"))
     result = sgdlab("predict", "--model", tmp_path / "m.safetensors", tmp_path / "x.csv")
     assert result.returncode == 0 and len(result.stdout.split()) == 2, result

@@ -94,7 +94,7 @@ def test_npz_with_float_train_and_integer_test_targets_is_refused(tmp_path):
 
 def _model_file(path, mutate):
     model = MLP([3, 4, 2], seed=0)
-    save_model(path, model)
+    save_model(model, path)
     tensors, meta = read_safetensors(path)
     mutate(tensors, meta)
     path.write_bytes(safetensors_bytes(tensors, meta))
@@ -132,7 +132,7 @@ def test_crafted_model_descriptions_are_one_line_errors(tmp_path, mutate, messag
 
 def test_bf16_and_infinite_sizes_in_a_safetensors_header_are_refused(tmp_path):
     good = MLP([3, 4, 2], seed=0)
-    save_model(tmp_path / "m.safetensors", good)
+    save_model(good, tmp_path / "m.safetensors")
     data = (tmp_path / "m.safetensors").read_bytes()
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + n])
@@ -180,7 +180,7 @@ def test_inputs_beyond_float32_are_refused():
 
 
 def test_predict_refuses_inputs_beyond_the_model_dtype(tmp_path):
-    save_model(tmp_path / "m.safetensors", MLP([3, 4, 2], seed=0))
+    save_model(MLP([3, 4, 2], seed=0), tmp_path / "m.safetensors")
     x = np.ones((2, 3))
     x[1, 0] = 1e300
     np.save(tmp_path / "x.npy", x)
@@ -191,7 +191,7 @@ def test_predict_refuses_inputs_beyond_the_model_dtype(tmp_path):
 
 def test_files_follow_the_umask(tmp_path):
     code = (f"import os; os.umask(0o022)\nfrom sgdlab.checkpoint import save_model, write_json_atomic\n"
-            f"from sgdlab.model import MLP\nsave_model({str(tmp_path / 'm.safetensors')!r}, MLP([2, 2]))\n"
+            f"from sgdlab.model import MLP\nsave_model(MLP([2, 2]), {str(tmp_path / 'm.safetensors')!r})\n"
             f"write_json_atomic({str(tmp_path / 's.json')!r}, {{}})\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     for name in ("m.safetensors", "s.json"):
@@ -200,7 +200,7 @@ def test_files_follow_the_umask(tmp_path):
 
 def test_model_files_of_identical_runs_are_byte_identical(tmp_path):
     code = (f"import sys\nfrom sgdlab.checkpoint import save_model\nfrom sgdlab.model import MLP\n"
-            f"save_model(sys.argv[1], MLP([3, 5, 2], seed=1), metadata={{'config': {{'a': 1, 'b': [2], 'c': 'x'}},"
+            f"save_model(MLP([3, 5, 2], seed=1), sys.argv[1], metadata={{'config': {{'a': 1, 'b': [2], 'c': 'x'}},"
             f" 'status': 'completed', 'z': 1, 'y': 2}})\n")
     for name in "ab":   # separate processes: the hash seed that reordered the metadata differs
         subprocess.run([sys.executable, "-c", code, tmp_path / name], check=True, timeout=60,

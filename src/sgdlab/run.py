@@ -152,10 +152,10 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
         check_replaceable(out, "run", overwrite)       # before any data is loaded
     with claim_folder(out, "run", overwrite=overwrite, resume=resume, command="sgdlab train",
                       what="--resume" if resume else "--out") as claim:
-        return _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures)
+        return _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, callbacks)
 
 
-def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures):
+def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, callbacks):
     """``train_run``'s work, in a folder ``claim`` owns."""
     from threadpoolctl import threadpool_limits
 
@@ -167,7 +167,7 @@ def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures):
         if state is None:
             print(f"{out}: no checkpoint was written before the run stopped: starting it from the beginning "
                   f"with its config.json", file=stream or sys.stdout)
-            resume, overwrite = False, True
+            resume = False                         # its folder is then cleared and written afresh
         if config is not None and config.to_dict() != saved.to_dict():
             changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
             raise ConfigError(f"cannot resume {out!r} with changed settings ({', '.join(changed)}): a resumed run "
