@@ -59,6 +59,8 @@ class Dataset:
     scale: float | None
     n_classes: int | None
     name: str
+    classes = None      # the original class labels t indexes (None: the labels are the indices themselves)
+    columns = None      # how a table's columns became x (a ``data.frame.Columns``), None for arrays
 
     def __len__(self) -> int:
         return len(self.x)
@@ -137,7 +139,9 @@ class Dataset:
         indices = self._check_indices(indices)
         x = np.asarray(np.take(self.x, indices, axis=0, mode="wrap"))   # plain arrays, even from a memmap
         t = np.asarray(np.take(self.t, indices, axis=0, mode="wrap"))
-        return _trusted(x, t, self.scale, self.n_classes, self.name)
+        part = _trusted(x, t, self.scale, self.n_classes, self.name)
+        part.classes, part.columns = self.classes, self.columns
+        return part
 
     def chunks(self, size=10000):
         """Yield (xb, tb) over the whole set in order, ``size`` rows at a time (for evaluation)."""
@@ -375,21 +379,43 @@ def _check_fraction(name, value, allow_zero=True):
         raise ConfigError(f"{name}={value!r} is not allowed: use a fraction in {allowed}")
 
 
-def _split(ds: Dataset, val_fraction, test_fraction, seed) -> Splits:
-    """Seeded random split of ``ds`` into train / val / test (val or test None when its fraction is 0)."""
+def split_indices(n, val_fraction, test_fraction, seed, labels=None):
+    """Seeded (train, val, test) row indices; with class ``labels`` stratified: each split keeps the class shares.
+
+    Stratified: rows are shuffled, grouped by class, and ordered by their rank within their class over the
+    class size, (r + 0.5) / n_c, so every prefix holds each class in proportion; test takes the first
+    round(n * test_fraction), val the next round(n * val_fraction), train the rest.
+    """
     _check_fraction("val_fraction", val_fraction)
     _check_fraction("test_fraction", test_fraction)
-    n = len(ds)
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     if val_fraction and n_val == 0 or test_fraction and n_test == 0 or n - n_val - n_test < 1:
         raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} do not fit "
                           f"{n} samples: each split needs at least one sample and train the rest")
     if n_val == 0 and n_test == 0:
-        return Splits(ds, None, None)
+        return np.arange(n), np.arange(0), np.arange(0)                # nothing held out: rows in file order
     order = np.random.default_rng(seed).permutation(n)
+    if labels is not None:
+        shuffled = np.asarray(labels)[order]
+        grouped = np.argsort(shuffled, kind="stable")
+        counts = np.bincount(shuffled)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        lab = shuffled[grouped]
+        rank = (np.arange(n) - starts[lab] + 0.5) / counts[lab]
+        order = order[grouped][np.argsort(rank, kind="stable")]
     test_idx, val_idx, train_idx = np.split(order, [n_test, n_test + n_val])
-    return Splits(ds.subset(train_idx), ds.subset(val_idx) if n_val else None,
-                  ds.subset(test_idx) if n_test else None)
+    return train_idx, val_idx, test_idx
+
+
+def _split(ds: Dataset, val_fraction, test_fraction, seed) -> Splits:
+    """Seeded random split of ``ds`` into train / val / test (val or test None when its fraction is 0);
+    stratified by class for classification data."""
+    labels = np.asarray(ds.t) if ds.is_classification else None
+    train_idx, val_idx, test_idx = split_indices(len(ds), val_fraction, test_fraction, seed, labels)
+    if len(val_idx) == 0 and len(test_idx) == 0:
+        return Splits(ds, None, None)
+    return Splits(ds.subset(train_idx), ds.subset(val_idx) if len(val_idx) else None,
+                  ds.subset(test_idx) if len(test_idx) else None)
 
 
 def train_val_split(dataset, val_fraction=0.2, seed=0):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import tokenize
 import zipfile
 import zlib
@@ -12,7 +11,9 @@ import numpy as np
 
 from sgdlab.errors import DataError
 
-from .datasets import Dataset, Splits, _split, train_val_split
+from ..tables import encode_labels
+from .datasets import Dataset, Splits, _split, split_indices, train_val_split
+from .frame import Columns, feature_names, is_table_file, read_table, table_labels
 
 
 def _load_npy(path, mmap=True):
@@ -35,36 +36,6 @@ def _npz_get(npz, key, path):
         raise DataError(f"array {key!r} in {path} is damaged ({e}): use a file written by np.savez") from e
 
 
-def _labels_or_targets(t):
-    """CSV labels come as floats: integral values become int64 class labels, others (n, 1) targets."""
-    if np.all(np.isfinite(t)) and np.all(t == np.round(t)):
-        return t.astype(np.int64)
-    return t[:, None]
-
-
-def _load_csv(path, label_column):
-    try:
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable CSV file ({e}): use a text CSV with a header row") from e
-    if not header:
-        raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row")
-    header = [h.strip() for h in header]
-    if label_column is None or label_column not in header:
-        what = "no label_column was given" if label_column is None else f"label_column={label_column!r} is missing"
-        raise DataError(f"{path}: {what}: name one of the columns {header}")
-    try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise DataError(f"{path} holds a value that is not a number ({e}): all CSV fields must be numeric") from e
-    if data.shape[0] == 0 or data.shape[1] != len(header):
-        raise DataError(f"{path} has {data.shape[0]} rows of {data.shape[1]} fields for {len(header)} "
-                        "header columns: need at least one row with one field per column")
-    k = header.index(label_column)
-    return np.delete(data, k, axis=1), _labels_or_targets(data[:, k])
-
-
 def _n_classes_of(*ts):
     """Class count over all splits (a val set may lack the top label); None for float targets."""
     if all(t.ndim == 1 and t.dtype.kind in "iu" and len(t) for t in ts):
@@ -72,13 +43,28 @@ def _n_classes_of(*ts):
     return None
 
 
-def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, seed=0) -> Splits:
+def labelled(x, t, name="", n_classes=None, classes=None) -> Dataset:
+    """A Dataset whose labels may be text, booleans or any integers: 1-D labels of those kinds are encoded
+    as indices into their sorted distinct values (``Dataset.classes``); float targets pass as they are."""
+    t = t if isinstance(t, np.ndarray) else np.asarray(t)
+    if t.ndim == 1 and t.dtype.kind in "biuUS" and len(t):
+        t, classes = encode_labels(t, classes)
+        n_classes = len(classes)
+    ds = Dataset(x, t, n_classes=n_classes, name=name)
+    ds.classes = classes
+    return ds
+
+
+def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, seed=0, features=None, drop=None,
+                impute=None) -> Splits:
     """Load x and t from a file and split them (seeded).
 
     Accepted: ``.npz`` with ``x``/``t`` (or ``X``/``y``) or ready splits ``x_train``/``t_train``,
     ``x_test``/``t_test`` (and optionally ``x_val``/``t_val``); a folder holding ``x.npy`` and
     ``t.npy`` (also ``X.npy``/``y.npy``) or the path of ``x.npy`` itself (read as memory maps);
-    a CSV with a header, ``label_column`` naming the labels. Never unpickles.
+    a CSV with a header or a Parquet file, ``label_column`` naming the labels, ``features`` / ``drop``
+    choosing the feature columns, ``impute="mean"`` filling missing cells. Never unpickles.
+    Class labels may be text, booleans or any integers (``Dataset.classes`` keeps them).
     """
     if isinstance(path, (tuple, list)) and len(path) == 2:
         x_path, t_path = (Path(p) for p in path)
@@ -120,14 +106,35 @@ def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, se
                     return _from_arrays(x, t, name, val_fraction, test_fraction, seed)
         raise DataError(f"{path} holds arrays {sorted(keys)}: need x and t (or X and y, or "
                         "x_train, t_train, x_test, t_test)")
-    if path.suffix.lower() == ".csv":
-        x, t = _load_csv(path, label_column)
-        return _from_arrays(x, t, name, val_fraction, test_fraction, seed)
-    raise DataError(f"{path} has suffix {path.suffix!r}: use .npz, .npy, .csv or a folder with x.npy and t.npy")
+    if is_table_file(path):
+        return load_table(path, label_column, val_fraction, test_fraction, seed, features, drop, impute)
+    raise DataError(f"{path} has suffix {path.suffix!r}: use .npz, .npy, .csv, .parquet or a folder with x.npy "
+                    "and t.npy")
+
+
+def load_table(path, label_column, val_fraction=0.2, test_fraction=0.0, seed=0, features=None, drop=None,
+               impute=None, table=None) -> Splits:
+    """A CSV / Parquet table split (stratified for classes); the feature encoding (``Columns``: one-hot
+    categories, imputed means) is learnt on the training rows only and kept as ``Dataset.columns``."""
+    table = table or read_table(path)
+    if label_column is None or label_column not in table.columns:
+        told = "no label_column was given" if label_column is None else f"label_column={label_column!r} is missing"
+        raise DataError(f"{path}: {told}: name one of the columns {table.names}")
+    t, classes = table_labels(table, label_column)
+    names = feature_names(table, label_column, features, drop)
+    if label_column in names:
+        raise DataError(f"--features names the label column {label_column!r}: list feature columns only")
+    parts = split_indices(table.n_rows, val_fraction, test_fraction, seed, t if classes is not None else None)
+    columns = Columns.fit(table.take(parts[0]), names, impute)
+    x = columns.encode(table)
+    ds = Dataset(x, t, n_classes=None if classes is None else len(classes), name=Path(path).stem)
+    ds.classes, ds.columns = classes, columns
+    train, val, test = (ds.subset(rows) if len(rows) else None for rows in parts)
+    return Splits(train, val, test)
 
 
 def _from_arrays(x, t, name, val_fraction, test_fraction, seed) -> Splits:
-    return _split(Dataset(x, t, n_classes=_n_classes_of(t), name=name), val_fraction, test_fraction, seed)
+    return _split(labelled(x, t, name, n_classes=_n_classes_of(t)), val_fraction, test_fraction, seed)
 
 
 def _from_ready_splits(arrays, name, val_fraction, seed) -> Splits:
@@ -140,7 +147,10 @@ def _from_ready_splits(arrays, name, val_fraction, seed) -> Splits:
         if xk in arrays:
             parts[split] = (arrays[xk], arrays[tk])
     n_classes = _n_classes_of(*(t for _, t in parts.values()))
-    ds = {s: Dataset(x, t, n_classes=n_classes, name=name) for s, (x, t) in parts.items()}
+    classes = None
+    if all(t.ndim == 1 and t.dtype.kind in "biuUS" and len(t) for _, t in parts.values()):
+        classes = np.unique(np.concatenate([np.unique(t) for _, t in parts.values()]))
+    ds = {s: labelled(x, t, name, n_classes, classes) for s, (x, t) in parts.items()}
     if "val" not in ds and val_fraction:
         ds["train"], ds["val"] = train_val_split(ds["train"], val_fraction, seed)
     return Splits(ds["train"], ds.get("val"), ds.get("test"))
