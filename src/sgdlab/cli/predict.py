@@ -1,73 +1,15 @@
 """``sgdlab predict`` and ``sgdlab evaluate``: use a saved model."""
 
-import os
 import sys
 
-from ..errors import SgdlabError
 from .args import FIELD_HELP, number_type
 
 
-def read_inputs(path, n_features):
-    """Features to predict from .npy, .npz (``x``/``X`` or its only array) or .csv (optional header row)."""
-    import tokenize
-    import zipfile
-    import zlib
+def read_inputs(path, n_features, columns=None):
+    """Features to predict (see ``sgdlab.data.files.load_inputs``)."""
+    from ..data.files import load_inputs
 
-    import numpy as np
-
-    from ..errors import DataError
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError(f"input {path!r} does not exist: give a .npy, .npz or .csv file")
-    suffix = os.path.splitext(path)[1].lower()
-    try:
-        if suffix == ".npy":
-            x = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            npz = np.load(path, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise DataError(f"input {path!r} is a .npy array named .npz: rename it to .npy")
-            with npz:
-                keys = [k for k in ("x", "X") if k in npz.files] or (npz.files if len(npz.files) == 1 else [])
-                if not keys:
-                    raise DataError(f"input {path!r} holds arrays {sorted(npz.files)}: name the features x")
-                x = npz[keys[0]]
-        elif suffix == ".csv":
-            with open(path, encoding="utf-8") as f:
-                lines = [line for line in f.read().splitlines() if line.strip()]
-            if lines and not _numeric_row(lines[0]):
-                lines = lines[1:]
-            if not lines:
-                raise DataError(f"input {path!r} has no rows of numbers")
-            x = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
-        else:
-            raise DataError(f"input {path!r} has suffix {suffix!r}: use .npy, .npz or .csv")
-    except (OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
-            UnicodeDecodeError) as exc:
-        raise DataError(f"input {path!r} is not a readable {suffix} file ({exc})") from None
-    except ValueError as exc:
-        if isinstance(exc, SgdlabError):
-            raise
-        raise DataError(f"input {path!r} is not a readable {suffix} file of numbers ({exc})") from None
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"input {path!r} holds {x.dtype} values: give numbers")
-    if x.ndim == 1 and x.size == n_features:
-        x = x[None, :]
-    x = x.reshape(len(x), -1) if x.ndim > 2 else x
-    if x.ndim != 2 or x.shape[1] != n_features or len(x) == 0:
-        raise DataError(f"input {path!r} has shape {x.shape}: the model takes rows of {n_features} features")
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"input {path!r} contains NaN or inf")
-    return x
-
-
-def _numeric_row(line):
-    try:
-        [float(v) for v in line.split(",")]
-        return True
-    except ValueError:
-        return False
+    return load_inputs(path, n_features, columns)
 
 
 def cmd_predict(args):

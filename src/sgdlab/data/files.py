@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tokenize
 import zipfile
 import zlib
@@ -11,7 +12,7 @@ import numpy as np
 
 from sgdlab.errors import DataError
 
-from ..tables import encode_labels
+from ..tables import encode_labels, is_numeric_row
 from .datasets import Dataset, Splits, _split, split_indices, train_val_split
 from .frame import Columns, feature_names, is_table_file, read_table, table_labels
 
@@ -154,3 +155,61 @@ def _from_ready_splits(arrays, name, val_fraction, seed) -> Splits:
     if "val" not in ds and val_fraction:
         ds["train"], ds["val"] = train_val_split(ds["train"], val_fraction, seed)
     return Splits(ds["train"], ds.get("val"), ds.get("test"))
+
+
+def load_inputs(path, n_features, columns=None):
+    """Features to predict from .npy, .npz (``x``/``X`` or its only array), .csv (optional header row) or
+    .parquet.  ``columns`` (a model's ``Columns``): a table's features are picked by name (the label and other
+    columns may be there too) and encoded as in training."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"input {path!r} does not exist: give a .npy, .npz, .csv or .parquet file")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".csv", ".parquet") and (columns is not None or suffix == ".parquet"):
+        table = read_table(path)
+        if columns is None:
+            columns = Columns(table.names)
+        x = columns.encode(table)
+    else:
+        x = _input_array(path, suffix)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"input {path!r} holds {x.dtype} values: give numbers")
+    if x.ndim == 1 and x.size == n_features:
+        x = x[None, :]
+    x = x.reshape(len(x), -1) if x.ndim > 2 else x
+    if x.ndim != 2 or x.shape[1] != n_features or len(x) == 0:
+        raise DataError(f"input {path!r} has shape {x.shape}: the model takes rows of {n_features} features")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"input {path!r} contains NaN or inf")
+    return x
+
+
+def _input_array(path, suffix):
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            npz = np.load(path, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise DataError(f"input {path!r} is a .npy array named .npz: rename it to .npy")
+            with npz:
+                keys = [k for k in ("x", "X") if k in npz.files] or (npz.files if len(npz.files) == 1 else [])
+                if not keys:
+                    raise DataError(f"input {path!r} holds arrays {sorted(npz.files)}: name the features x")
+                return npz[keys[0]]
+        if suffix == ".csv":
+            with open(path, encoding="utf-8") as f:
+                lines = [line for line in f.read().splitlines() if line.strip()]
+            if lines and not is_numeric_row(lines[0]):
+                lines = lines[1:]
+            if not lines:
+                raise DataError(f"input {path!r} has no rows of numbers")
+            return np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
+        raise DataError(f"input {path!r} has suffix {suffix!r}: use .npy, .npz or .csv (or .parquet)")
+    except (OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
+            UnicodeDecodeError) as exc:
+        raise DataError(f"input {path!r} is not a readable {suffix} file ({exc})") from None
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"input {path!r} is not a readable {suffix} file of numbers ({exc})") from None
