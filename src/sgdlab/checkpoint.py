@@ -89,6 +89,8 @@ def model_tensors(model):
 def save_model(path, model, metadata=None):
     """Write ``model`` to ``path`` (.safetensors): tensors per layer + architecture in the metadata."""
     meta = {"format": MODEL_FORMAT, "architecture": json.dumps(model.describe())}
+    if getattr(model, "classes", None) is not None:
+        meta["classes"] = json.dumps(model.classes.tolist())       # also in the architecture: here for readers
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
     if not np.all(np.isfinite(model.params)):

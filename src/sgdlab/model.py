@@ -10,7 +10,7 @@ import numpy as np
 
 from .blas import axpy
 from .errors import ConfigError, DataError
-from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, layer_from_description
+from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, Standardize, layer_from_description
 from .losses import LOSSES
 
 EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set
@@ -49,6 +49,8 @@ class Sequential:
         if self.task not in ("classification", "regression"):
             raise ConfigError(f"task={task!r} is unknown: use 'classification' or 'regression'")
         self.dtype = resolve_dtype(dtype)
+        self.classes = None  # the original class labels (output k predicts classes[k]); None: k itself
+        self.inputs = None   # how a table's named columns become x (``data.frame.Columns.describe()``)
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if not dense:
             raise ConfigError("a model needs at least one Dense layer")
@@ -142,14 +144,21 @@ class Sequential:
     def is_classifier(self):
         return self.task == "classification"
 
+    @property
+    def feature_names(self):
+        """The names of the table columns the model was trained on (None when it was trained on arrays)."""
+        return None if self.inputs is None else list(self.inputs["names"])
+
     def predict(self, x, batch_size=EVAL_CHUNK):
-        """Class labels (argmax) for a classifier, outputs for a regressor; fresh array, in chunks."""
+        """Class labels (argmax, as ``classes[k]`` when the model keeps its classes) for a classifier, outputs
+        for a regressor; fresh array, in chunks."""
         x = np.asarray(x)
         results = []
         for start in range(0, x.shape[0], batch_size):
             y = self.forward(x[start : start + batch_size])
             results.append(y.argmax(axis=1) if self.is_classifier else y.copy())
-        return np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
+        k = np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
+        return k if self.classes is None or not self.is_classifier else self.classes[k]
 
     def predict_proba(self, x, batch_size=EVAL_CHUNK):
         """softmax of the output, in chunks."""
@@ -159,7 +168,8 @@ class Sequential:
         return np.concatenate(out)
 
     def accuracy(self, x, t, batch_size=EVAL_CHUNK):
-        """Fraction of samples whose predicted class equals the label (one-hot labels allowed)."""
+        """Fraction of samples whose predicted class equals the label (one-hot labels allowed; labels as
+        ``predict`` gives them)."""
         t = np.asarray(t)
         labels = t.argmax(axis=1) if t.ndim == 2 else t
         return float(np.mean(self.predict(x, batch_size) == labels))
@@ -192,6 +202,8 @@ class Sequential:
             "task": self.task,
             "dtype": self.dtype.name,
             "n_params": int(self.params.size),
+            **({} if self.classes is None else {"classes": self.classes.tolist()}),
+            **({} if self.inputs is None else {"inputs": self.inputs}),
         }
 
     @classmethod
@@ -200,6 +212,9 @@ class Sequential:
         layers = [layer_from_description(d) for d in desc["layers"]]
         model = Sequential(layers, loss=desc["loss"], dtype=desc.get("dtype", "float32"),
                            weight_decay=desc.get("weight_decay", 0.0), task=desc.get("task"))
+        if desc.get("classes") is not None:
+            model.classes = np.array(desc["classes"])
+        model.inputs = desc.get("inputs")
         if params is not None:
             if params.shape != model.params.shape:
                 raise ValueError(f"{params.size} parameters do not fit this architecture's {model.params.size}")
@@ -235,17 +250,18 @@ class MLP(Sequential):
 
     Each hidden block is Dense -> [BatchNorm] -> activation -> [Dropout(dropout)];
     each Dropout's mask Generator is seeded from ``seed`` and its layer index.
+    ``standardize``: a Standardize layer first (call ``model.layers[0].adapt(x_train)`` before training).
     """
 
     def __init__(self, sizes, activation="relu", loss="softmax_cross_entropy", seed=0, dtype=np.float32,
-                 weight_decay=0.0, task=None, dropout=0.0, batch_norm=False):
+                 weight_decay=0.0, task=None, dropout=0.0, batch_norm=False, standardize=False):
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or any(s <= 0 for s in sizes):
             raise ConfigError(f"sizes={sizes!r} is not allowed: give [inputs, hidden..., outputs], all positive")
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation={activation!r} is unknown: use {', '.join(ACTIVATIONS)}")
         init = "he" if activation == "relu" else "xavier"
-        layers = []
+        layers = [Standardize(sizes[0])] if standardize else []
         for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(Dense(n_in, n_out, init=init))
             if k < len(sizes) - 2:
@@ -253,7 +269,7 @@ class MLP(Sequential):
                     layers.append(BatchNorm(n_out))
                 layers.append(ACTIVATIONS[activation]())
                 if dropout:
-                    stream = np.random.SeedSequence(seed, spawn_key=(len(layers),))
+                    stream = np.random.SeedSequence(seed, spawn_key=(len(layers) - bool(standardize),))
                     layers.append(Dropout(dropout, seed=int(stream.generate_state(1)[0])))
         self.sizes, self.activation = sizes, activation
         self.dropout, self.batch_norm = dropout, batch_norm

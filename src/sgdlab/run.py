@@ -40,12 +40,39 @@ def prepare_run_dir(out, overwrite=False):
     return out
 
 
-def build_model(config, n_features, n_outputs, task):
+def build_model(config, n_features, n_outputs, task, train=None):
+    """The config's MLP; given the training split, it also keeps the data's classes and column encoding and
+    (``standardize``) measures the Standardize layer's mean and std on it."""
     from .model import MLP
 
-    return MLP([n_features, *config.layers, n_outputs], activation=config.activation, loss=config.loss,
-               seed=config.seed, dtype=config.dtype, weight_decay=config.weight_decay, task=task,
-               dropout=config.dropout, batch_norm=config.batch_norm)
+    model = MLP([n_features, *config.layers, n_outputs], activation=config.activation, loss=config.loss,
+                seed=config.seed, dtype=config.dtype, weight_decay=config.weight_decay, task=task,
+                dropout=config.dropout, batch_norm=config.batch_norm, standardize=config.standardize)
+    if train is not None:
+        if task == "classification" and train.classes is not None:
+            model.classes = np.asarray(train.classes)
+        if train.columns is not None:
+            model.inputs = train.columns.describe()
+        if config.standardize:
+            model.layers[0].adapt(train)
+    return model
+
+
+SCALE_HINT_RATIO = 100.0
+
+
+def scale_hint(train):
+    """A one-line hint when float features' standard deviations differ by more than SCALE_HINT_RATIO, else None."""
+    if train.scale is not None or train.x.dtype.kind != "f":
+        return None
+    from .layers import Standardize
+
+    std = Standardize(train.n_features).adapt(train).std
+    varying = std[std != 1.0]
+    if len(varying) < 2 or varying.max() <= SCALE_HINT_RATIO * varying.min():
+        return None
+    return (f"hint: feature scales differ by {varying.max() / varying.min():.0f}x (std {varying.min():.3g} to "
+            f"{varying.max():.3g}): pass --standardize to scale them inside the model")
 
 
 def build_optimizer(config):
@@ -68,7 +95,8 @@ def load_splits(config, cache_dir=None):
     from .data import load_dataset, train_val_split
 
     splits = load_dataset(config.dataset, seed=config.seed, val_fraction=config.val_fraction,
-                          label_column=config.label_column, cache_dir=cache_dir)
+                          label_column=config.label_column, cache_dir=cache_dir, test_fraction=config.test_fraction,
+                          features=config.features, drop=config.drop, impute=config.impute)
     train, val = splits.train, splits.val
     if val is None:
         train, val = train_val_split(train, config.val_fraction, seed=config.seed)
@@ -142,7 +170,11 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     train, val, test = load_splits(config, cache_dir=cache_dir)
     task = "classification" if train.is_classification else "regression"
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
-    model = build_model(config, train.n_features, n_outputs, task)
+    model = build_model(config, train.n_features, n_outputs, task, train=train)
+    if not quiet and not config.standardize and not resume:
+        hint = scale_hint(train)
+        if hint:
+            print(hint, file=sys.stderr)
     optimizer = build_optimizer(config)
     callbacks = []
     if config.patience:
@@ -222,6 +254,14 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
         "n_params": int(model.params.size),
         "overfitting_onset_epoch": overfitting_onset(history),
     }
+    report_split = test if test is not None else val
+    report = None
+    if report_split is not None:
+        from .metrics import model_report
+
+        report = model_report(model, report_split)
+        summary["report_split"] = "test" if test is not None else "val"
+        summary["classification_report" if model.is_classifier else "regression_report"] = report
     save_model(os.path.join(out, "model.safetensors"), model,
                metadata={"config": config.to_dict(), "status": history.status})
     write_json_atomic(os.path.join(out, "summary.json"), summary)
@@ -235,6 +275,10 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
     with atomic_path(os.path.join(out, "accuracy.png")) as tmp:
         plots.accuracy_curves(history, onset_epoch=summary["overfitting_onset_epoch"]).savefig(
             tmp, dpi=110, format="png")
+    if report is not None and model.is_classifier:
+        with atomic_path(os.path.join(out, "confusion.png")) as tmp:
+            plots.confusion_matrix(report, title=f"Confusion matrix ({summary['report_split']} split)").savefig(
+                tmp, dpi=110, format="png")
     return summary
 
 
@@ -250,6 +294,14 @@ def print_summary(summary, out, stream=None):
     print(f"best epoch {summary['best_epoch']} ({summary.get('monitor')}), "
           f"test accuracy {'n/a' if acc is None else f'{acc:.4f}'}, {summary['seconds']:.1f}s of training",
           file=stream)
+    report = summary.get("classification_report")
+    if report:
+        print(f"{summary['report_split']} macro F1 {report['macro avg']['f1']:.4f}, weighted F1 "
+              f"{report['weighted avg']['f1']:.4f} (per class: summary.json, confusion.png)", file=stream)
+    if summary.get("regression_report"):
+        from .metrics import format_report
+
+        print(f"{summary['report_split']} {format_report(summary['regression_report'])}", file=stream)
     print(f"run folder: {out} (config.json, metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png)",
           file=stream)
     if summary.get("checkpoint"):

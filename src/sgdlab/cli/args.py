@@ -6,7 +6,8 @@ import typing
 
 
 FIELD_HELP = {
-    "dataset": "mnist, digits, spirals, blobs, circles, xor, or a path to .npz / .npy / .csv (default mnist)",
+    "dataset": "mnist, digits, spirals, blobs, circles, xor, or a path to .npz / .npy / .csv / .parquet "
+               "(default mnist)",
     "layers": "hidden layer sizes, e.g. 100 or 256,128 (default 100)",
     "activation": "relu | sigmoid | tanh",
     "loss": "softmax_cross_entropy | mse",
@@ -36,7 +37,15 @@ FIELD_HELP = {
     "dtype": "float32 (fast, default) | float64",
     "seed": "seed of every random choice (default 0)",
     "val_fraction": "fraction of train held out for validation when the dataset has none (default 0.1)",
-    "label_column": "CSV datasets: name of the label column",
+    "label_column": "CSV / Parquet datasets: name of the label column (text, boolean or number labels)",
+    "test_fraction": "fraction held out (stratified) as the test split when the dataset has none (default 0.1; "
+                     "0 keeps every row for training and validation)",
+    "features": "CSV / Parquet datasets: the feature columns, e.g. a,b,c (default: all but the label and --drop)",
+    "drop": "CSV / Parquet datasets: columns that are not features, e.g. id",
+    "standardize": "scale each feature by the training split's mean and std inside the model (a Standardize "
+                   "layer, kept in model.safetensors)",
+    "impute": "mean: fill missing cells with the training split's column means (kept in the model); default: "
+              "refuse missing values",
     "threads": "BLAS threads (default: all cores)",
     "prefetch": "true|false: gather the next batch on a background thread while this one trains (default false)",
     "checkpoint_every": "also write runs/NAME/checkpoint.safetensors every N iterations (always at each epoch's end)",

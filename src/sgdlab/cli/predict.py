@@ -12,14 +12,33 @@ def read_inputs(path, n_features, columns=None):
     return load_inputs(path, n_features, columns)
 
 
+def _model_columns(model):
+    from ..data.frame import Columns
+
+    return None if model.inputs is None else Columns.from_description(model.inputs)
+
+
+def _say_warnings(caught):
+    """Data warnings (unseen categories) as one line each on stderr."""
+    for w in caught:
+        print(f"sgdlab: warning: {w.message}", file=sys.stderr)
+
+
 def cmd_predict(args):
-    """Predictions of a saved model: class labels (or --proba probabilities), or regression outputs."""
+    """Predictions of a saved model: class labels as the training data named them (or --proba probabilities,
+    headed by the class names), or regression outputs."""
+    import warnings
+
     import numpy as np
 
     from ..checkpoint import load_model, write_text_atomic
+    from ..data.frame import DataWarning
 
     model = load_model(args.model)
-    x = read_inputs(args.input, model.n_in).astype(model.params.dtype)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        x = read_inputs(args.input, model.n_in, _model_columns(model)).astype(model.params.dtype)
+    _say_warnings(caught)
     y = model.predict_proba(x) if args.proba else model.predict(x)
     y = np.asarray(y)
     if args.out and args.out.endswith(".npy"):
@@ -29,26 +48,37 @@ def cmd_predict(args):
             with open(tmp, "wb") as f:
                 np.save(f, y, allow_pickle=False)
     else:
-        rows = y.reshape(len(y), -1)
-        text = "\n".join(",".join(str(v) if y.dtype.kind in "iu" else f"{v:.6g}" for v in row) for row in rows)
-        if args.out:
-            write_text_atomic(args.out, text + "\n")
+        from ..tables import format_rows
+
+        rows = [[str(v) if y.dtype.kind in "iuUSb" else f"{v:.6g}" for v in row] for row in y.reshape(len(y), -1)]
+        if args.proba:
+            names = model.classes.tolist() if model.classes is not None else list(range(y.shape[1]))
+            text = format_rows([str(c) for c in names], rows)
         else:
-            print(text)
+            text = format_rows(["prediction"], rows).split("\n", 1)[1]
+        if args.out:
+            write_text_atomic(args.out, text)
+        else:
+            print(text, end="")
     if args.out:
         print(f"{len(y)} predictions written to {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_evaluate(args):
-    """Loss and accuracy of a saved model on each split of a dataset."""
+    """Loss, accuracy and per-class precision / recall / F1 (or MAE / RMSE / R^2) of a saved model on each split."""
+    import warnings
+
     from ..checkpoint import load_model
-    from ..data import load_dataset
+    from ..data.frame import DataWarning
+    from ..metrics import format_report, model_report
     from ..training import check_data_fits
 
     model = load_model(args.model)
-    splits = load_dataset(args.dataset, seed=args.seed, val_fraction=args.val_fraction,
-                          label_column=args.label_column)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        splits = load_evaluation_data(model, args)
+    _say_warnings(caught)
     for role in ("train", "val", "test"):
         ds = getattr(splits, role, None)
         if ds is None or len(ds) == 0:
@@ -56,7 +86,18 @@ def cmd_evaluate(args):
         check_data_fits(model, ds, role)
         loss, acc = model.evaluate(ds)
         print(f"{role:<5} {len(ds):>7} samples  loss {loss:.6f}" + ("" if acc is None else f"  accuracy {acc:.4f}"))
+        if role == ("test" if splits.test is not None else "val") or args.all_splits:
+            print(format_report(model_report(model, ds)))
     return 0
+
+
+def load_evaluation_data(model, args):
+    """The dataset's splits as training made them; a table's features are picked and encoded by the model's own
+    columns, labels encoded against the model's classes."""
+    from ..data import load_dataset
+
+    return load_dataset(args.dataset, seed=args.seed, val_fraction=args.val_fraction, label_column=args.label_column,
+                        test_fraction=args.test_fraction, classes=model.classes, columns=_model_columns(model))
 
 
 def add_parser(sub):
@@ -66,12 +107,16 @@ def add_parser(sub):
     predict.add_argument("input", metavar="INPUT")
     predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     predict.add_argument("--out", help="write to FILE (.npy, else comma-separated text) instead of printing")
-    evaluate = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a dataset",
-                              description="Load MODEL and print loss and accuracy on each split of DATASET.")
+    evaluate = sub.add_parser("evaluate", help="loss, accuracy and per-class metrics of a saved model on a dataset",
+                              description="Load MODEL and print loss and accuracy on each split of DATASET, and "
+                                          "for the test split (else val) per-class precision, recall, F1, "
+                                          "support and the confusion matrix (regression: MAE, RMSE, R^2).")
     evaluate.add_argument("--dataset", required=True, help=FIELD_HELP["dataset"])
     evaluate.add_argument("--seed", type=number_type(int), default=0, help="seed of the train/val split (default 0)")
     evaluate.add_argument("--val-fraction", type=number_type(float), default=0.1, help=FIELD_HELP["val_fraction"])
     evaluate.add_argument("--label-column", help=FIELD_HELP["label_column"])
+    evaluate.add_argument("--test-fraction", type=number_type(float), default=0.1, help=FIELD_HELP["test_fraction"])
+    evaluate.add_argument("--all-splits", action="store_true", help="per-class metrics for every split")
     for p, handler in ((predict, cmd_predict), (evaluate, cmd_evaluate)):
         p.add_argument("--model", required=True, help="a model.safetensors written by sgdlab")
         p.set_defaults(handler=handler)

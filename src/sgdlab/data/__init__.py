@@ -26,12 +26,15 @@ __all__ = [
 ]
 
 
-def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cache_dir=None) -> Splits:
+def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cache_dir=None, test_fraction=0.0,
+                 features=None, drop=None, impute=None, classes=None, columns=None) -> Splits:
     """A dataset by name (mnist, digits, spirals, blobs, circles, xor), a store folder, or a file (load_arrays).
 
     MNIST keeps its fixed split (val_fraction is ignored); a synthetic set is drawn with 3x the
     default samples: one third becomes the test set, val_fraction of all the val set, the rest train.
     A store keeps its split ranges; without a val range its last val_fraction of train is the val set.
+    A file without ready splits holds out test_fraction (stratified for classes) as its test set.
+    ``classes`` / ``columns`` (a trained model's): encode labels and table columns as that model was trained.
     """
     key = str(name_or_path).lower()
     if key == "mnist":
@@ -44,6 +47,8 @@ def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cach
     if is_store(name_or_path):
         return open_store(name_or_path, val_fraction=val_fraction)
     if Path(name_or_path).exists():
-        return load_arrays(name_or_path, label_column=label_column, val_fraction=val_fraction, seed=seed)
+        return load_arrays(name_or_path, label_column=label_column, val_fraction=val_fraction, seed=seed,
+                           test_fraction=test_fraction, features=features, drop=drop, impute=impute,
+                           classes=classes, columns=columns)
     raise DataError(f"dataset={str(name_or_path)!r} is unknown: use {', '.join(DATASET_NAMES)} "
-                    "or a path to a store folder, .npz, .npy or .csv")
+                    "or a path to a store folder, .npz, .npy, .csv or .parquet")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgdlab.errors import DataError
+from sgdlab.errors import ConfigError, DataError
 
 from ..tables import encode_labels, is_numeric_row
 from .datasets import Dataset, Splits, _split, split_indices, train_val_split
@@ -46,10 +46,15 @@ def _n_classes_of(*ts):
 
 def labelled(x, t, name="", n_classes=None, classes=None) -> Dataset:
     """A Dataset whose labels may be text, booleans or any integers: 1-D labels of those kinds are encoded
-    as indices into their sorted distinct values (``Dataset.classes``); float targets pass as they are."""
+    as indices into their sorted distinct values (``Dataset.classes``; given ``classes``, into those);
+    float targets pass as they are.  One class only is refused."""
     t = t if isinstance(t, np.ndarray) else np.asarray(t)
     if t.ndim == 1 and t.dtype.kind in "biuUS" and len(t):
+        given = classes is not None
         t, classes = encode_labels(t, classes)
+        if len(classes) < 2 and not given:
+            raise DataError(f"the labels of {name or 'the data'} hold one class only ({classes[0].item()!r}): a "
+                            "classifier needs at least two")
         n_classes = len(classes)
     ds = Dataset(x, t, n_classes=n_classes, name=name)
     ds.classes = classes
@@ -57,7 +62,7 @@ def labelled(x, t, name="", n_classes=None, classes=None) -> Dataset:
 
 
 def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, seed=0, features=None, drop=None,
-                impute=None) -> Splits:
+                impute=None, classes=None, columns=None) -> Splits:
     """Load x and t from a file and split them (seeded).
 
     Accepted: ``.npz`` with ``x``/``t`` (or ``X``/``y``) or ready splits ``x_train``/``t_train``,
@@ -66,6 +71,7 @@ def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, se
     a CSV with a header or a Parquet file, ``label_column`` naming the labels, ``features`` / ``drop``
     choosing the feature columns, ``impute="mean"`` filling missing cells. Never unpickles.
     Class labels may be text, booleans or any integers (``Dataset.classes`` keeps them).
+    ``classes`` / ``columns``: a trained model's, to encode labels and table columns as it was trained.
     """
     if isinstance(path, (tuple, list)) and len(path) == 2:
         x_path, t_path = (Path(p) for p in path)
@@ -73,10 +79,14 @@ def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, se
             if not p.is_file():
                 raise DataError(f"{p} does not exist: give two existing .npy files (x, t)")
         x, t, name = _load_npy(x_path), _load_npy(t_path), x_path.parent.name or x_path.stem
-        return _from_arrays(x, t, name, val_fraction, test_fraction, seed)
+        return _from_arrays(x, t, name, val_fraction, test_fraction, seed, classes)
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist: give a .npz, .npy or .csv file, or a folder with x.npy and t.npy")
+    if not is_table_file(path):
+        for name, value in (("features", features), ("drop", drop), ("impute", impute)):
+            if value:
+                raise ConfigError(f"{name}={value!r} applies to CSV and Parquet tables only, not to {path.name}")
     if path.is_dir() or path.suffix == ".npy":
         folder = path if path.is_dir() else path.parent
         pairs = [("x.npy", "t.npy"), ("X.npy", "y.npy")]
@@ -85,7 +95,7 @@ def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, se
         for xn, tn in pairs:
             if (folder / xn).is_file() and (folder / tn).is_file():
                 x, t = _load_npy(folder / xn), _load_npy(folder / tn)
-                return _from_arrays(x, t, folder.name, val_fraction, test_fraction, seed)
+                return _from_arrays(x, t, folder.name, val_fraction, test_fraction, seed, classes)
         raise DataError(f"{path} has no pair of .npy files: put x.npy and t.npy (or X.npy and y.npy) "
                         "in one folder")
     name = path.stem
@@ -100,33 +110,35 @@ def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, se
             keys = set(npz.files)
             if {"x_train", "t_train"} <= keys:
                 get = {k: _npz_get(npz, k, path) for k in keys if k[:2] in ("x_", "t_")}
-                return _from_ready_splits(get, name, val_fraction, seed)
+                return _from_ready_splits(get, name, val_fraction, seed, classes)
             for xk, tk in (("x", "t"), ("X", "y")):
                 if {xk, tk} <= keys:
                     x, t = _npz_get(npz, xk, path), _npz_get(npz, tk, path)
-                    return _from_arrays(x, t, name, val_fraction, test_fraction, seed)
+                    return _from_arrays(x, t, name, val_fraction, test_fraction, seed, classes)
         raise DataError(f"{path} holds arrays {sorted(keys)}: need x and t (or X and y, or "
                         "x_train, t_train, x_test, t_test)")
     if is_table_file(path):
-        return load_table(path, label_column, val_fraction, test_fraction, seed, features, drop, impute)
+        return load_table(path, label_column, val_fraction, test_fraction, seed, features, drop, impute,
+                          classes=classes, columns=columns)
     raise DataError(f"{path} has suffix {path.suffix!r}: use .npz, .npy, .csv, .parquet or a folder with x.npy "
                     "and t.npy")
 
 
 def load_table(path, label_column, val_fraction=0.2, test_fraction=0.0, seed=0, features=None, drop=None,
-               impute=None, table=None) -> Splits:
+               impute=None, table=None, classes=None, columns=None) -> Splits:
     """A CSV / Parquet table split (stratified for classes); the feature encoding (``Columns``: one-hot
     categories, imputed means) is learnt on the training rows only and kept as ``Dataset.columns``."""
     table = table or read_table(path)
     if label_column is None or label_column not in table.columns:
         told = "no label_column was given" if label_column is None else f"label_column={label_column!r} is missing"
         raise DataError(f"{path}: {told}: name one of the columns {table.names}")
-    t, classes = table_labels(table, label_column)
-    names = feature_names(table, label_column, features, drop)
-    if label_column in names:
-        raise DataError(f"--features names the label column {label_column!r}: list feature columns only")
+    t, classes = table_labels(table, label_column, classes)
     parts = split_indices(table.n_rows, val_fraction, test_fraction, seed, t if classes is not None else None)
-    columns = Columns.fit(table.take(parts[0]), names, impute)
+    if columns is None:
+        names = feature_names(table, label_column, features, drop)
+        if label_column in names:
+            raise DataError(f"--features names the label column {label_column!r}: list feature columns only")
+        columns = Columns.fit(table.take(parts[0]), names, impute)
     x = columns.encode(table)
     ds = Dataset(x, t, n_classes=None if classes is None else len(classes), name=Path(path).stem)
     ds.classes, ds.columns = classes, columns
@@ -134,11 +146,11 @@ def load_table(path, label_column, val_fraction=0.2, test_fraction=0.0, seed=0, 
     return Splits(train, val, test)
 
 
-def _from_arrays(x, t, name, val_fraction, test_fraction, seed) -> Splits:
-    return _split(labelled(x, t, name, n_classes=_n_classes_of(t)), val_fraction, test_fraction, seed)
+def _from_arrays(x, t, name, val_fraction, test_fraction, seed, classes=None) -> Splits:
+    return _split(labelled(x, t, name, _n_classes_of(t), classes), val_fraction, test_fraction, seed)
 
 
-def _from_ready_splits(arrays, name, val_fraction, seed) -> Splits:
+def _from_ready_splits(arrays, name, val_fraction, seed, classes=None) -> Splits:
     parts = {}
     for split in ("train", "val", "test"):
         xk, tk = f"x_{split}", f"t_{split}"
@@ -148,8 +160,7 @@ def _from_ready_splits(arrays, name, val_fraction, seed) -> Splits:
         if xk in arrays:
             parts[split] = (arrays[xk], arrays[tk])
     n_classes = _n_classes_of(*(t for _, t in parts.values()))
-    classes = None
-    if all(t.ndim == 1 and t.dtype.kind in "biuUS" and len(t) for _, t in parts.values()):
+    if classes is None and all(t.ndim == 1 and t.dtype.kind in "biuUS" and len(t) for _, t in parts.values()):
         classes = np.unique(np.concatenate([np.unique(t) for _, t in parts.values()]))
     ds = {s: labelled(x, t, name, n_classes, classes) for s, (x, t) in parts.items()}
     if "val" not in ds and val_fraction:

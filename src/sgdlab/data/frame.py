@@ -108,16 +108,20 @@ def _parquet_table(path) -> Table:
 
 # ---------------------------------------------------------------- labels and features of a table
 
-def table_labels(table, label_column):
-    """(t, classes) of the label column by the one label rule (``tables.encode_labels``); refuses
-    missing labels and a column that holds one class only."""
+def table_labels(table, label_column, classes=None):
+    """(t, classes) of the label column by the one label rule (``tables.encode_labels``; given ``classes``,
+    against those); refuses missing labels and a column that holds one class only."""
     values = table.require(label_column, "the label column")
     where = np.flatnonzero(table.missing[label_column])
     if len(where):
         raise DataError(f"{table.source} row {where[0] + 1}, label column {label_column!r}: the label is "
                         "missing: every row needs a label")
-    t, classes = tables.encode_labels(values)
-    if classes is not None and len(classes) < 2:
+    if classes is not None and np.asarray(classes).dtype.kind in "biu" and values.dtype.kind == "U":
+        raise DataError(f"label column {label_column!r} of {table.source} holds text ({values[0]!r}): the model's "
+                        f"classes are {np.asarray(classes).tolist()}")
+    given = classes is not None
+    t, classes = tables.encode_labels(values, classes)
+    if classes is not None and len(classes) < 2 and not given:
         raise DataError(f"label column {label_column!r} of {table.source} holds one class only "
                         f"({classes[0].item()!r}): a classifier needs at least two")
     return t, classes
