@@ -407,10 +407,10 @@ def split_indices(n, val_fraction, test_fraction, seed, labels=None):
     return train_idx, val_idx, test_idx
 
 
-def _split(ds: Dataset, val_fraction, test_fraction, seed) -> Splits:
+def _split(ds: Dataset, val_fraction, test_fraction, seed, stratify=False) -> Splits:
     """Seeded random split of ``ds`` into train / val / test (val or test None when its fraction is 0);
-    stratified by class for classification data."""
-    labels = np.asarray(ds.t) if ds.is_classification else None
+    ``stratify``: each split keeps the class shares (classification data)."""
+    labels = np.asarray(ds.t) if stratify and ds.is_classification else None
     train_idx, val_idx, test_idx = split_indices(len(ds), val_fraction, test_fraction, seed, labels)
     if len(val_idx) == 0 and len(test_idx) == 0:
         return Splits(ds, None, None)
@@ -418,10 +418,11 @@ def _split(ds: Dataset, val_fraction, test_fraction, seed) -> Splits:
                   ds.subset(test_idx) if len(test_idx) else None)
 
 
-def train_val_split(dataset, val_fraction=0.2, seed=0):
-    """Seeded random split into (train, val); val holds round(n * val_fraction) samples."""
+def train_val_split(dataset, val_fraction=0.2, seed=0, stratify=False):
+    """Seeded random split into (train, val); val holds round(n * val_fraction) samples (``stratify``: with
+    each class's share, as scikit-learn's ``train_test_split(stratify=t)``)."""
     _check_fraction("val_fraction", val_fraction, allow_zero=False)
-    s = _split(dataset, val_fraction, 0.0, seed)
+    s = _split(dataset, val_fraction, 0.0, seed, stratify)
     return s.train, s.val
 
 

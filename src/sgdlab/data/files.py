@@ -147,7 +147,7 @@ def load_table(path, label_column, val_fraction=0.2, test_fraction=0.0, seed=0, 
 
 
 def _from_arrays(x, t, name, val_fraction, test_fraction, seed, classes=None) -> Splits:
-    return _split(labelled(x, t, name, _n_classes_of(t), classes), val_fraction, test_fraction, seed)
+    return _split(labelled(x, t, name, _n_classes_of(t), classes), val_fraction, test_fraction, seed, stratify=True)
 
 
 def _from_ready_splits(arrays, name, val_fraction, seed, classes=None) -> Splits:
@@ -164,7 +164,7 @@ def _from_ready_splits(arrays, name, val_fraction, seed, classes=None) -> Splits
         classes = np.unique(np.concatenate([np.unique(t) for _, t in parts.values()]))
     ds = {s: labelled(x, t, name, n_classes, classes) for s, (x, t) in parts.items()}
     if "val" not in ds and val_fraction:
-        ds["train"], ds["val"] = train_val_split(ds["train"], val_fraction, seed)
+        ds["train"], ds["val"] = train_val_split(ds["train"], val_fraction, seed, stratify=True)
     return Splits(ds["train"], ds.get("val"), ds.get("test"))
 
 
