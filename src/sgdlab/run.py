@@ -67,7 +67,8 @@ def scale_hint(train):
         return None
     from .layers import Standardize
 
-    std = Standardize(train.n_features).adapt(train).std
+    sample = train.batch(np.arange(min(len(train), 20_000)))[0]    # a look, not a pass over a large store
+    std = Standardize(train.n_features).adapt(sample).std
     varying = std[std != 1.0]
     if len(varying) < 2 or varying.max() <= SCALE_HINT_RATIO * varying.min():
         return None

@@ -183,6 +183,6 @@ def encode_labels(values, classes=None):
         unknown = classes[t_clipped] != values
         t = t_clipped
     if np.any(unknown):
-        bad = values[np.argmax(unknown)]
+        bad = values[np.argmax(unknown)].item()
         raise DataError(f"label {bad!r} is not one of the model's classes {list(classes.tolist())}")
     return t, classes

@@ -13,7 +13,7 @@ from sgdlab.errors import DataError
 from .converters import SYNTH_NAMES, convert, synth_mnist_shifted
 from .datasets import (_SYNTHETIC, DATASET_NAMES, Dataset, Splits, _split, load_digits, make_blobs, make_circles,
                        make_spirals, make_xor, train_val_split)
-from .files import load_arrays
+from .files import labelled, load_arrays
 from .mnist import MNIST_PICKLE_SHA256, load_mnist, load_mnist_pickle, read_idx
 from .store import STORE_FORMAT, StoreWriter, is_store, open_store, read_meta, verify_store
 
@@ -22,7 +22,7 @@ __all__ = [
     "make_spirals", "make_blobs", "make_circles", "make_xor", "load_arrays",
     "train_val_split", "load_dataset", "DATASET_NAMES", "MNIST_PICKLE_SHA256",
     "STORE_FORMAT", "StoreWriter", "is_store", "open_store", "read_meta", "verify_store",
-    "convert", "synth_mnist_shifted", "SYNTH_NAMES",
+    "convert", "synth_mnist_shifted", "SYNTH_NAMES", "labelled",
 ]
 
 

@@ -13,7 +13,8 @@ import numpy as np
 from sgdlab.errors import ConfigError, DataError
 
 from ..tables import encode_labels, is_numeric_row
-from .datasets import Dataset, Splits, _split, split_indices, train_val_split
+from .datasets import Dataset, Splits, _split, train_val_split
+from .splits import split_indices
 from .frame import Columns, feature_names, is_table_file, read_table, table_labels
 
 
