@@ -51,7 +51,7 @@ def main():
     from threadpoolctl import threadpool_limits
 
     from sgdlab import MLP
-    from sgdlab.gradients import _loop_gradient, _prepare, scaled_steps
+    from sgdlab.fast_gradient import _loop_gradient, _prepare, scaled_steps
 
     x, t, source = batch(seed=args.seed)
     model = MLP([784, 50, 10], dtype=np.float64, seed=args.seed)

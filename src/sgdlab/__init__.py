@@ -18,6 +18,7 @@ _LAZY = {
     "fit": ("sgdlab.training", "fit"),
     "History": ("sgdlab.training", "History"),
     "EarlyStopping": ("sgdlab.training", "EarlyStopping"),
+    "LivePlot": ("sgdlab.liveplot", "LivePlot"),
     "TrainConfig": ("sgdlab.config", "TrainConfig"),
     "numerical_diff": ("sgdlab.gradients", "numerical_diff"),
     "numerical_gradient": ("sgdlab.gradients", "numerical_gradient"),

@@ -21,7 +21,8 @@ import threading
 
 import numpy as np
 
-from .errors import ConfigError, check_whole_number
+from .errors import ConfigError
+from .validation import check_whole_number
 
 SAMPLING = ("shuffle", "replacement", "block-shuffle")
 BLOCK_BUFFER = 16  # block-shuffle: blocks whose rows are shuffled together

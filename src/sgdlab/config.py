@@ -5,7 +5,8 @@ import json
 import tomllib
 from dataclasses import dataclass, fields
 
-from .errors import ConfigError, check_number, check_whole_number
+from .errors import ConfigError
+from .validation import check_number, check_whole_number
 
 CHOICES = {
     "activation": ("relu", "sigmoid", "tanh"),

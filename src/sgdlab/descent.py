@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
-from .gradients import _check_h, numerical_gradient
+from .gradients import numerical_gradient
 from .optimizers import Optimizer, get_optimizer
+from .validation import check_step
 
 __all__ = ["Path", "minimize"]
 
@@ -71,7 +72,7 @@ def minimize(f, x0, optimizer, steps, gradient="numerical", h=None):
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ConfigError(f"steps={steps!r} is not allowed: use an integer >= 0")
     if isinstance(gradient, str) and gradient == "numerical":
-        _check_h(h)
+        check_step(h)
 
         def grad_of(x):
             return numerical_gradient(f, x, h)

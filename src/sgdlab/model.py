@@ -10,6 +10,7 @@ import numpy as np
 
 from .blas import axpy
 from .errors import ConfigError, DataError
+from .fast_gradient import model_numerical_gradient
 from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, Standardize, layer_from_description
 from .losses import LOSSES
 
@@ -134,9 +135,13 @@ class Sequential:
 
     def numerical_gradient(self, x, t, h=None, method="central"):
         """The same gradient by finite differences of ``loss`` (see ``sgdlab.gradients``)."""
-        from .gradients import model_numerical_gradient
-
         return model_numerical_gradient(self, x, t, h=h, method=method)
+
+    def has_plain_maths(self):
+        """True unless a subclass overrides the maths the fast numerical gradient re-derives (forward, loss)."""
+        cls = type(self)
+        return all(getattr(cls, name) is getattr(Sequential, name)
+                   for name in ("forward", "loss", "penalty", "_as_input"))
 
     # -- using the trained model -------------------------------------------------------------------
 
@@ -239,6 +244,18 @@ class Sequential:
         model = Sequential.from_description(desc, self.params)
         model.load_state_buffers(self.state_buffers())
         return model
+
+    def summary(self, print_fn=print):
+        """Print every layer, its output shape and parameter count, and the totals (Keras's ``summary()``)."""
+        from .summary import ModelSummary
+
+        print_fn(str(ModelSummary(self)))
+
+    def _repr_html_(self):
+        """Jupyter shows a model as its summary table."""
+        from .summary import ModelSummary
+
+        return ModelSummary(self)._repr_html_()
 
     def __repr__(self):
         inner = ", ".join(repr(layer) for layer in self.layers)

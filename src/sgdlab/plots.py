@@ -6,25 +6,15 @@ imported, so nothing here opens a window or touches global figure state.
 
 import numpy as np
 
+from .smoothing import smooth
+
 
 def _figure(width=6.4, height=4.0):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A bare Figure draws with Agg when saved, whatever pyplot's backend: no matplotlib.use(), which
+    # would switch a notebook's inline backend (or a GUI's) to Agg for the user's own plots too.
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
-
-
-def smooth(values, window):
-    """Moving average over ``window`` points (shorter at the start), same length as ``values``."""
-    values = np.asarray(values, dtype=float)
-    if window <= 1 or values.size == 0:
-        return values
-    cumulative = np.cumsum(np.insert(values, 0, 0.0))
-    ends = np.arange(1, values.size + 1)
-    starts = np.maximum(ends - window, 0)
-    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
 
 
 def loss_curve(history, title="Training loss per iteration"):

@@ -25,10 +25,11 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .blas import axpby, axpy
-from .errors import ConfigError, DataError, check_number, check_whole_number
+from .errors import ConfigError, DataError
 from .layers import Dense, Sigmoid, ReLU, Tanh
 from .model import EVAL_CHUNK, Sequential
 from .optimizers import SGD, Momentum, Optimizer
+from .validation import check_choice, check_number, check_whole_number
 
 __all__ = ["MLPClassifier", "MLPRegressor", "SklearnNesterov", "SklearnAdam"]
 
@@ -95,11 +96,6 @@ class SklearnAdam(Optimizer):
         self.step = t
 
 
-def _check_choice(name, value, allowed):
-    if not (isinstance(value, str) and value in allowed):
-        raise ConfigError(f"{name}={value!r} is unknown: use one of {', '.join(allowed)}")
-
-
 class _BaseMLP(BaseEstimator):
     """The shared engine: parameters, the epoch loop of ``_fit_stochastic`` and the stopping rules."""
 
@@ -146,11 +142,14 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _check_params(self):
-        _check_choice("activation", self.activation, HIDDEN_ACTIVATIONS)
-        _check_choice("solver", self.solver, SOLVERS)
-        _check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
-        _check_choice("gradient", self.gradient, ("backprop", "numerical"))
-        _check_choice("dtype", self.dtype, DTYPES)
+        def _choice(name, value, allowed):
+            check_choice(name, value, allowed, verb="is unknown: use one of")
+
+        _choice("activation", self.activation, HIDDEN_ACTIVATIONS)
+        _choice("solver", self.solver, SOLVERS)
+        _choice("learning_rate", self.learning_rate, LEARNING_RATES)
+        _choice("gradient", self.gradient, ("backprop", "numerical"))
+        _choice("dtype", self.dtype, DTYPES)
         check_number("alpha", self.alpha, low=0)
         check_number("learning_rate_init", self.learning_rate_init, low=0, low_open=True)
         check_number("power_t", self.power_t, low=0)

@@ -23,7 +23,9 @@ import time
 import numpy as np
 
 from .batches import BatchLoader, BatchSampler, PrefetchLoader
-from .errors import CheckpointError, ConfigError, DataError, check_whole_number
+from .errors import CheckpointError, ConfigError, DataError
+from .smoothing import centred_mean
+from .validation import check_whole_number
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 GRADIENTS = ("backprop", "numerical")
@@ -77,6 +79,11 @@ class History:
     def load_state_dict(self, state):
         for key, value in state.items():
             setattr(self, key, list(value) if isinstance(value, list) else value)
+
+    def _repr_html_(self):
+        from .display import history_html
+
+        return history_html(self, METRIC_COLUMNS)
 
     def __repr__(self):
         return (f"History({len(self.rows)} evaluations, {len(self.iteration_loss)} iterations, "
@@ -194,8 +201,8 @@ def overfitting_onset(history, metric="loss", min_delta=0.0, window=5):
         raise ConfigError(f"metric={metric!r} is unknown: use 'loss' or 'acc'")
     rows = history.rows
     sign = -1.0 if metric == "loss" else 1.0  # larger is better below
-    train = sign * _centred_mean(history.column(f"train_{metric}"), window)
-    val = sign * _centred_mean(history.column(f"val_{metric}"), window)
+    train = sign * centred_mean(history.column(f"train_{metric}"), window)
+    val = sign * centred_mean(history.column(f"val_{metric}"), window)
     if len(rows) < 2 or not np.all(np.isfinite(val)) or not np.all(np.isfinite(train)):
         return None
     best_val_after = np.maximum.accumulate(val[::-1])[::-1]
@@ -204,15 +211,6 @@ def overfitting_onset(history, metric="loss", min_delta=0.0, window=5):
         if best_val_after[e + 1] <= val[e] + min_delta and best_train_after[e + 1] > train[e] + min_delta:
             return rows[e]["epoch"]
     return None
-
-
-def _centred_mean(values, window):
-    """Mean of the ``window`` values centred on each position (fewer at the ends)."""
-    half = window // 2
-    cumulative = np.concatenate([[0.0], np.cumsum(values)])
-    positions = np.arange(values.size)
-    starts, ends = np.maximum(positions - half, 0), np.minimum(positions + half + 1, values.size)
-    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
 
 
 class EpochLogger(Callback):
@@ -485,8 +483,12 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
+        from .display import in_notebook
+
+        # None: a bar on a terminal or in a notebook (tqdm.auto draws a notebook bar there), none in a log file
+        disable = not self.progress if self.progress is not None else (False if in_notebook() else None)
         return tqdm(total=self.total_iterations, initial=self.iteration, unit="it", leave=False,
-                    disable=None if self.progress is None else not self.progress, dynamic_ncols=True)
+                    disable=disable, dynamic_ncols=True)
 
 
 def _copies(arrays):
@@ -514,7 +516,7 @@ def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, v
     """Train ``model`` on ``train`` by mini-batch gradient descent; returns the History.
 
     ``gradient`` is "backprop" or "numerical" (the tutorial's central differences).
-    ``progress``: None shows a bar only on a terminal, False never, True always.
+    ``progress``: None shows a bar on a terminal or in a notebook, False never, True always.
     ``prefetch``: gather the next batch on a background thread while the current one trains.
     ``train_metrics``: "full" (the whole training set at each evaluation) or "running" (the batches' since the last).
     """

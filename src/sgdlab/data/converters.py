@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
+from sgdlab.validation import check_count
 
 from ..tables import are_class_labels, column_index, numeric_block, open_csv
-from .datasets import _check_count
 from .files import _load_npy, _npz_get
 from .mnist import _IDX_DTYPES
 from .store import StoreWriter, _bar, _chunk_rows
@@ -38,7 +38,7 @@ def convert(src, dst, label_column=None, val_samples=0, overwrite=False, progres
     kept as the store's ``class_names``).  ``val_samples``: the last rows of the
     training split become the validation split.
     """
-    _check_count("val_samples", val_samples, 0)
+    check_count("val_samples", val_samples, 0)
     src = Path(src)
     if not src.exists():
         raise DataError(f"{src} does not exist: give IDX files' folder, a .npz, .npy pair or .csv")
@@ -276,10 +276,10 @@ def synth_mnist_shifted(dst, samples, seed=0, val_samples=10000, test_samples=10
     """
     from .mnist import load_mnist
 
-    _check_count("samples", samples, 1)
-    _check_count("val_samples", val_samples, 0)
-    _check_count("test_samples", test_samples, 0)
-    _check_count("max_shift", max_shift, 0)
+    check_count("samples", samples, 1)
+    check_count("val_samples", val_samples, 0)
+    check_count("test_samples", test_samples, 0)
+    check_count("max_shift", max_shift, 0)
     if not (isinstance(max_degrees, (int, float)) and 0 <= max_degrees <= 90):
         raise ConfigError(f"max_degrees={max_degrees!r} is not allowed: use a number in [0, 90]")
     mnist = load_mnist(cache_dir=cache_dir)

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
+from sgdlab.validation import check_count, check_fraction, check_nonnegative
 
 from .splits import Splits, _split, train_val_split  # noqa: F401  (Splits and train_val_split re-exported)
 
@@ -364,26 +365,15 @@ def _check_t(t, n, n_classes):
 
 # ---------------------------------------------------------------- synthetic sets
 
-def _check_count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name}={value!r} is not allowed: use an integer >= {minimum}")
-
-
-def _check_nonneg(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name}={value!r} is not allowed: use a finite number >= 0")
-
-
 def _class_sizes(n_samples, n_classes):
     return [len(a) for a in np.array_split(np.arange(n_samples), n_classes)]
 
 
 def make_spirals(n_samples=300, n_classes=3, noise=0.2, seed=0) -> Dataset:
     """The CS231n spiral: class j runs r = 0..1 along theta = 4j..4(j+1) + noise * N(0, 1)."""
-    _check_count("n_classes", n_classes, 2)
-    _check_count("n_samples", n_samples, n_classes)
-    _check_nonneg("noise", noise)
+    check_count("n_classes", n_classes, 2)
+    check_count("n_samples", n_samples, n_classes)
+    check_nonnegative("noise", noise)
     rng = np.random.default_rng(seed)
     xs, ts = [], []
     for j, m in enumerate(_class_sizes(n_samples, n_classes)):
@@ -397,10 +387,10 @@ def make_spirals(n_samples=300, n_classes=3, noise=0.2, seed=0) -> Dataset:
 
 def make_blobs(n_samples=300, n_classes=3, n_features=2, spread=1.0, seed=0) -> Dataset:
     """Gaussian blobs: centres uniform in [-10, 10]^d, points = centre + spread * N(0, I), shuffled."""
-    _check_count("n_classes", n_classes, 1)
-    _check_count("n_samples", n_samples, n_classes)
-    _check_count("n_features", n_features, 1)
-    _check_nonneg("spread", spread)
+    check_count("n_classes", n_classes, 1)
+    check_count("n_samples", n_samples, n_classes)
+    check_count("n_features", n_features, 1)
+    check_nonnegative("spread", spread)
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-10.0, 10.0, size=(n_classes, n_features))
     t = np.repeat(np.arange(n_classes, dtype=np.int64), _class_sizes(n_samples, n_classes))
@@ -411,8 +401,8 @@ def make_blobs(n_samples=300, n_classes=3, n_features=2, spread=1.0, seed=0) -> 
 
 def make_circles(n_samples=300, noise=0.1, factor=0.5, seed=0) -> Dataset:
     """Two concentric circles: class 0 on radius 1, class 1 on radius ``factor``, plus noise * N(0, I)."""
-    _check_count("n_samples", n_samples, 2)
-    _check_nonneg("noise", noise)
+    check_count("n_samples", n_samples, 2)
+    check_nonnegative("noise", noise)
     if isinstance(factor, bool) or not isinstance(factor, (int, float, np.number)) or not 0 < factor < 1:
         raise ConfigError(f"factor={factor!r} is not allowed: use a number in (0, 1)")
     rng = np.random.default_rng(seed)
@@ -427,8 +417,8 @@ def make_circles(n_samples=300, noise=0.1, factor=0.5, seed=0) -> Dataset:
 
 def make_xor(n_samples=300, noise=0.1, seed=0) -> Dataset:
     """XOR: points uniform in [-1, 1]^2, label = (x0 > 0) xor (x1 > 0), then noise * N(0, I) added to x."""
-    _check_count("n_samples", n_samples, 1)
-    _check_nonneg("noise", noise)
+    check_count("n_samples", n_samples, 1)
+    check_nonnegative("noise", noise)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(n_samples, 2))
     t = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)

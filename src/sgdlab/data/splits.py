@@ -7,13 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sgdlab.errors import ConfigError
-
-
-def _check_fraction(name, value, allow_zero=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not (0 <= value < 1) or (value == 0 and not allow_zero):
-        allowed = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ConfigError(f"{name}={value!r} is not allowed: use a fraction in {allowed}")
+from sgdlab.validation import check_fraction
 
 
 def split_indices(n, val_fraction, test_fraction, seed, labels=None):
@@ -23,8 +17,8 @@ def split_indices(n, val_fraction, test_fraction, seed, labels=None):
     class size, (r + 0.5) / n_c, so every prefix holds each class in proportion; test takes the first
     round(n * test_fraction), val the next round(n * val_fraction), train the rest.
     """
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("val_fraction", val_fraction)
+    check_fraction("test_fraction", test_fraction)
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     if val_fraction and n_val == 0 or test_fraction and n_test == 0 or n - n_val - n_test < 1:
         raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} do not fit "
@@ -67,6 +61,6 @@ def _split(ds, val_fraction, test_fraction, seed, stratify=False) -> Splits:
 def train_val_split(dataset, val_fraction=0.2, seed=0, stratify=False):
     """Seeded random split into (train, val); val holds round(n * val_fraction) samples (``stratify``: with
     each class's share, as scikit-learn's ``train_test_split(stratify=t)``)."""
-    _check_fraction("val_fraction", val_fraction, allow_zero=False)
+    check_fraction("val_fraction", val_fraction, allow_zero=False)
     s = _split(dataset, val_fraction, 0.0, seed, stratify)
     return s.train, s.val

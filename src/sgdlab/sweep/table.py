@@ -1,0 +1,134 @@
+"""The results table: a finished trial's row (its sweep status from its run folder), ranking, sweep.csv."""
+
+import csv
+import io
+import json
+import math
+import os
+
+from .space import _field_types, _parse_scalar
+
+DIVERGED_FACTOR = 10.0
+STATUS_ORDER = {"ok": 0, "too slow": 1, "diverged": 2, "failed": 3}
+RESULT_COLUMNS = ["status", "best_val_acc", "best_val_loss", "best_epoch", "initial_loss", "test_acc",
+                  "run_status", "reason", "seconds"]
+
+
+def trial_result(spec, result, slow_threshold):
+    """The sweep.csv row of a finished trial: its settings, best val accuracy, epoch, sweep status, seconds."""
+    summary = result["summary"]
+    metrics = list(csv.DictReader(io.StringIO(result["files"]["metrics.csv"].decode())))
+    losses = json.loads(result["files"]["iteration_loss.json"])
+    initial = losses[0] if losses else float("nan")
+    val_acc = [float(r["val_acc"]) for r in metrics if r.get("val_acc")]
+    val_loss = [float(r["val_loss"]) for r in metrics if r.get("val_loss")]
+    best = max(range(len(val_acc)), key=lambda i: (val_acc[i], -i)) if val_acc else None
+    best_loss = min(val_loss) if val_loss else float("nan")
+    if summary["status"] == "diverged" or (losses and max(losses) > DIVERGED_FACTOR * initial):
+        status = "diverged"
+        worst = max(losses) if losses else float("nan")
+        reason = summary["stopped_reason"] if summary["status"] == "diverged" else \
+            f"mini-batch loss reached {worst:.4g} > {DIVERGED_FACTOR:g} x initial {initial:.4g}"
+    elif not (best_loss <= (1 - slow_threshold) * initial):
+        status = "too slow"
+        reason = f"best val loss {best_loss:.4g} > {1 - slow_threshold:g} x initial loss {initial:.4g}"
+    else:
+        status, reason = "ok", summary["stopped_reason"]
+    return {**_row_settings(spec), "status": status,
+            "best_val_acc": None if best is None else round(val_acc[best], 6),
+            "best_val_loss": None if not val_loss else round(best_loss, 6),
+            "best_epoch": None if best is None else metrics[best]["epoch"],
+            "initial_loss": round(initial, 6) if losses else None,
+            "test_acc": None if summary.get("test_accuracy") is None else round(summary["test_accuracy"], 6),
+            "run_status": summary["status"], "reason": reason, "seconds": summary["seconds"]}
+
+
+def failed_result(spec, reason):
+    return {**_row_settings(spec), "status": "failed", "best_val_acc": None, "best_val_loss": None,
+            "best_epoch": None, "initial_loss": None, "test_acc": None, "run_status": "failed",
+            "reason": reason, "seconds": None}
+
+
+def _row_settings(spec):
+    return {"trial": spec["id"], "rung": spec["rung"], **spec["point"], "epochs": spec["config"]["epochs"]}
+
+
+# -- the sweep ----------------------------------------------------------------------------------
+
+def rank_key(row):
+    """ok before too slow before diverged before failed; then higher best val accuracy, lower val loss, id."""
+    acc = row.get("best_val_acc")
+    loss = row.get("best_val_loss")
+    return (-int(row["rung"]), STATUS_ORDER[row["status"]], -(acc if acc is not None else -1.0),
+            loss if loss is not None else math.inf, row["trial"])
+
+
+
+def write_table(path, rows):
+    """sweep.csv: the ranked rows, written to a temporary name and renamed."""
+    columns = ["rank", "trial", "rung"]
+    for row in rows:
+        columns += [k for k in row if k not in columns and k not in RESULT_COLUMNS]
+    columns += RESULT_COLUMNS
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for rank, row in enumerate(rows, 1):
+        row = {**row, "rank": rank}
+        writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
+    from ..checkpoint import write_text_atomic
+
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_table(path):
+    """sweep.csv back to rows with numbers typed (the inverse of ``write_table``)."""
+    kinds = _field_types()
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for raw in csv.DictReader(f):
+            row = {}
+            for key, text in raw.items():
+                if key == "rank":
+                    continue
+                if text == "":
+                    row[key] = None
+                elif key in ("rung",):
+                    row[key] = int(text)
+                elif key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
+                    row[key] = float(text)
+                elif key in ("best_epoch",):
+                    row[key] = text
+                elif key in kinds and key != "layers":
+                    row[key] = _parse_scalar(key, text)
+                else:
+                    row[key] = text
+            rows.append(row)
+    return rows
+
+
+def format_table(rows, limit=None):
+    """The ranked table as aligned text: rank, settings, best val accuracy, epoch, status, seconds."""
+    if not rows:
+        return "(no trials)"
+    settings = [k for k in rows[0] if k not in RESULT_COLUMNS and k not in ("trial", "rung")]
+    header = ["rank", *settings, "best_val_acc", "epoch", "status", "seconds"]
+    lines = [header]
+    for rank, row in enumerate(rows[:limit], 1):
+        acc = "" if row["best_val_acc"] is None else f"{row['best_val_acc']:.4f}"
+        secs = "" if row["seconds"] is None else f"{row['seconds']:.1f}"
+        lines.append([str(rank), *(str(row.get(k)) for k in settings), acc, str(row["best_epoch"] or ""),
+                      row["status"], secs])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
+
+
+def trial_losses(out, rows):
+    """{trial id: per-iteration mini-batch losses} read from each trial's run folder."""
+    curves = {}
+    for row in rows:
+        path = os.path.join(out, "trials", row["trial"], "iteration_loss.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                curves[row["trial"]] = json.load(f)
+    return curves

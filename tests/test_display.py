@@ -1,0 +1,49 @@
+"""Rich display in notebooks: History as an HTML table, the notebook probe."""
+
+import sys
+import types
+
+import sgdlab as sl
+from sgdlab.display import ROWS_SHOWN, format_cell, html_table, in_notebook
+from sgdlab.optimizers import SGD
+
+
+def test_history_renders_one_row_per_evaluation_with_the_best_in_bold(spirals):
+    train, val = spirals
+    history = sl.fit(sl.MLP([2, 16, 3], seed=0), train, SGD(lr=0.3), batch_size=20, epochs=5, validation=val,
+                     progress=False)
+    page = history._repr_html_()
+    assert page.count("<tr") == 1 + 5
+    for column in ("epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+        assert f">{column}</th>" in page
+    best = history.best_row
+    assert page.count('style="font-weight:bold"') == 1
+    bold_row = page.split('<tr style="font-weight:bold">')[1].split("</tr>")[0]
+    assert f">{best['epoch']}</td>" in bold_row and f">{format_cell(best['val_loss'])}</td>" in bold_row
+    assert f"best epoch {history.best_epoch} by val_loss" in page and "status completed" in page
+
+
+def test_long_tables_show_both_ends_and_escape_cells():
+    rows = [[k, f"<b>{k}</b>"] for k in range(100)]
+    page = html_table(["n", "text"], rows, caption="a & b")
+    assert page.count("<tr") == 1 + ROWS_SHOWN + 1 and "…" in page
+    assert ">0</td>" in page and ">99</td>" in page and ">50</td>" not in page
+    assert "&lt;b&gt;7&lt;/b&gt;" in page and "a &amp; b" in page and "<b>" not in page
+
+
+def test_format_cell():
+    assert [format_cell(v) for v in (None, float("nan"), 0.91234567, 1.0, 0.05, 3e-5, 12, "ok")] == \
+        ["", "", "0.9123", "1", "0.05", "3e-05", "12", "ok"]
+
+
+def test_in_notebook_needs_a_kernel(monkeypatch):
+    ipython = types.ModuleType("IPython")
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    ipython.get_ipython = lambda: None  # plain Python with IPython imported
+    assert not in_notebook()
+    ipython.get_ipython = lambda: types.SimpleNamespace()  # the terminal IPython shell: no kernel
+    assert not in_notebook()
+    ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object())
+    assert in_notebook()
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert not in_notebook()
