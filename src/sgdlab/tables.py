@@ -108,10 +108,10 @@ def number_or_text(key, text):
     return value if math.isfinite(value) else None
 
 
-def format_rows(columns, rows):
+def format_rows(columns, rows, line_end="\n"):
     """CSV text: the header ``columns`` then one line per row (dicts by column, or sequences); None -> ''."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator=line_end)
     writer.writerow(columns)
     for row in rows:
         values = [row.get(c) for c in columns] if isinstance(row, dict) else row

@@ -1,11 +1,10 @@
 """The results table: a finished trial's row (its sweep status from its run folder), ranking, sweep.csv."""
 
-import csv
-import io
 import json
 import math
 import os
 
+from ..tables import read_records, records, write_rows
 from .space import _field_types, _parse_scalar
 
 DIVERGED_FACTOR = 10.0
@@ -17,7 +16,7 @@ RESULT_COLUMNS = ["status", "best_val_acc", "best_val_loss", "best_epoch", "init
 def trial_result(spec, result, slow_threshold):
     """The sweep.csv row of a finished trial: its settings, best val accuracy, epoch, sweep status, seconds."""
     summary = result["summary"]
-    metrics = list(csv.DictReader(io.StringIO(result["files"]["metrics.csv"].decode())))
+    metrics = records(result["files"]["metrics.csv"])
     losses = json.loads(result["files"]["iteration_loss.json"])
     initial = losses[0] if losses else float("nan")
     val_acc = [float(r["val_acc"]) for r in metrics if r.get("val_acc")]
@@ -70,41 +69,25 @@ def write_table(path, rows):
     for row in rows:
         columns += [k for k in row if k not in columns and k not in RESULT_COLUMNS]
     columns += RESULT_COLUMNS
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for rank, row in enumerate(rows, 1):
-        row = {**row, "rank": rank}
-        writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
-    from ..checkpoint import write_text_atomic
-
-    write_text_atomic(path, buffer.getvalue())
+    write_rows(path, columns, [{**row, "rank": rank} for rank, row in enumerate(rows, 1)])
 
 
 def read_table(path):
     """sweep.csv back to rows with numbers typed (the inverse of ``write_table``)."""
     kinds = _field_types()
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for raw in csv.DictReader(f):
-            row = {}
-            for key, text in raw.items():
-                if key == "rank":
-                    continue
-                if text == "":
-                    row[key] = None
-                elif key in ("rung",):
-                    row[key] = int(text)
-                elif key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
-                    row[key] = float(text)
-                elif key in ("best_epoch",):
-                    row[key] = text
-                elif key in kinds and key != "layers":
-                    row[key] = _parse_scalar(key, text)
-                else:
-                    row[key] = text
-            rows.append(row)
-    return rows
+
+    def cell(key, text):
+        if text == "":
+            return None
+        if key == "rung":
+            return int(text)
+        if key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
+            return float(text)
+        if key in kinds and key not in ("layers", "best_epoch"):
+            return _parse_scalar(key, text)
+        return text
+
+    return [{k: v for k, v in row.items() if k != "rank"} for row in read_records(path, cell)]
 
 
 def format_table(rows, limit=None):
