@@ -47,3 +47,20 @@ def test_in_notebook_needs_a_kernel(monkeypatch):
     assert in_notebook()
     monkeypatch.delitem(sys.modules, "IPython")
     assert not in_notebook()
+
+
+def test_sweep_results_render_ranked_with_the_winner_in_bold():
+    from sgdlab.sweep import SweepResults, format_table
+
+    def row(trial, lr, status, acc):
+        return {"trial": trial, "rung": 0, "lr": lr, "epochs": 5, "status": status, "best_val_acc": acc,
+                "best_val_loss": None if acc is None else 1 - acc, "best_epoch": "5", "initial_loss": 1.1,
+                "test_acc": None, "run_status": "completed", "reason": "r<1>", "seconds": 0.5}
+
+    results = SweepResults([row("b", 10.0, "diverged", 0.3), row("a", 0.1, "ok", 0.9), row("c", 1e-3, "ok", 0.5)])
+    page = results._repr_html_()
+    assert page.count("<tr") == 1 + 3 and ">lr</th>" in page and "r&lt;1&gt;" in page
+    bold_row = page.split('<tr style="font-weight:bold">')[1].split("</tr>")[0]
+    assert ">0.1</td>" in bold_row and ">0.9</td>" in bold_row  # the first ok row, not the first row
+    assert str(results) == format_table(results)
+    assert SweepResults([])._repr_html_() == "<p>(no trials)</p>"

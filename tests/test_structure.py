@@ -90,3 +90,25 @@ def test_find_cycle_finds_a_cycle_through_a_function_level_import():
 def test_no_import_cycle_among_the_package_modules():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+MAX_LINES = 500
+
+
+def test_no_module_is_over_500_lines():
+    """House rule: a module that passes ~500 lines splits by job (``wc -l``)."""
+    long = {name: path.read_text(encoding="utf-8").count("\n") for name, path in module_names().items()}
+    assert {name: n for name, n in long.items() if n > MAX_LINES} == {}
+
+
+def test_the_one_loop_rules_live_in_one_place():
+    """Tools import the divergence rule and "best" from the loop's modules instead of restating them."""
+    import sgdlab.history
+    import sgdlab.sweep.table
+    import sgdlab.training
+
+    assert sgdlab.sweep.table.divergence is sgdlab.training.divergence
+    assert sgdlab.sweep.table.best_row_index is sgdlab.history.best_row_index
+    graph = import_graph()
+    for tool in ("sgdlab.sklearn", "sgdlab.board.playground", "sgdlab.sweep.range_test", "sgdlab.run"):
+        assert "sgdlab.training" in graph[tool], tool

@@ -348,3 +348,18 @@ def test_dask_worker_killed_mid_trial_every_trial_accounted_for(tmp_path, dask_c
     rows = read_table(out / "sweep.csv")
     assert sorted(row["lr"] for row in rows) == [0.05, 0.1, 0.2, 0.4]
     assert all(row["status"] in ("ok", "too slow", "failed") for row in rows)
+
+
+def test_trial_best_epoch_is_the_runs_own_best():
+    """The sweep's best epoch is the run's (summary.json's best_epoch, by its monitored metric), not a second
+    rule: here the run's best is epoch 1 (lowest val loss) although epoch 2 has the higher val accuracy."""
+    spec = {"id": "abc", "rung": 0, "point": {"lr": 0.1}, "config": {"epochs": 2}}
+    result = _result([2.0, 1.0], [0.8, 0.9], [0.6, 0.7])
+    row = trial_result(spec, result, slow_threshold=0.5)                 # no best_epoch: val_loss decides
+    assert (row["best_epoch"], row["best_val_acc"], row["best_val_loss"]) == ("1", 0.6, 0.8)
+    result["summary"]["best_epoch"] = 2                                  # e.g. EarlyStopping(monitor=val_acc)
+    row = trial_result(spec, result, slow_threshold=0.5)
+    assert (row["best_epoch"], row["best_val_acc"], row["best_val_loss"]) == ("2", 0.7, 0.9)
+    spec["config"]["monitor"] = "val_acc"
+    del result["summary"]["best_epoch"]
+    assert trial_result(spec, result, slow_threshold=0.5)["best_epoch"] == "2"

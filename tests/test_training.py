@@ -193,3 +193,153 @@ def test_history_csv_has_the_contract_columns(tmp_path, spirals):
     restored = History()
     restored.load_state_dict(history.state_dict())
     assert restored.rows == history.rows and restored.best_epoch == history.best_epoch
+
+
+# -- the one loop, its events and its rules ------------------------------------------------------------
+
+
+def test_estimators_and_the_playground_train_through_the_trainer(monkeypatch):
+    """A spy on the Trainer's step 2 sees every batch of a scikit-learn fit and of the board's playground:
+    they train through training.Trainer, not through loops of their own."""
+    pytest.importorskip("sklearn")
+    from sklearn.exceptions import ConvergenceWarning
+
+    from sgdlab import board
+    from sgdlab.sklearn import MLPClassifier, MLPRegressor
+
+    seen = []
+    step_two = Trainer._gradient
+
+    def spy(self, xb, tb):
+        seen.append((type(self.sampler).__name__, len(xb)))
+        return step_two(self, xb, tb)
+
+    monkeypatch.setattr(Trainer, "_gradient", spy)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    with pytest.warns(ConvergenceWarning):
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, batch_size=20, random_state=0).fit(x, x[:, 0] > 0)
+    assert seen == [("SklearnBatches", 20), ("SklearnBatches", 20), ("SklearnBatches", 10)] * 3
+    seen.clear()
+    MLPRegressor(hidden_layer_sizes=(4,), batch_size=25, random_state=0).partial_fit(x, x[:, 1])
+    assert seen == [("SklearnBatches", 25)] * 2
+    seen.clear()
+    session = board.Session(board.parse_play_settings({"layers": [4], "batch_size": 30, "optimizer": "sgd"}))
+    session.train_for(5)
+    report = session.step()
+    assert seen == [("BatchSampler", 30)] * 6 and session.iteration == report["iteration"] == 6
+    assert report["batch"]["indices"] == session.trainer.indices.tolist()
+
+
+def test_events_fire_in_order_and_a_hook_can_cancel_a_batch_or_the_fit(spirals):
+    from sgdlab.callbacks import Callback, CancelBatch
+
+    train, _ = spirals
+    events = []
+
+    class Recorder(Callback):
+        def on_train_begin(self, trainer):
+            events.append("begin")
+
+        def before_batch(self, trainer):
+            events.append("before_batch")
+
+        def after_gradient(self, trainer):
+            events.append("after_gradient")
+            if trainer.iteration == 1:
+                self.frozen = trainer.model.params.copy()
+                raise CancelBatch
+
+        def after_step(self, trainer):
+            events.append("after_step")
+            if trainer.iteration == 2:
+                np.testing.assert_array_equal(trainer.model.params, self.frozen)   # batch 2 was not applied
+
+        def on_evaluation(self, trainer, row):
+            events.append("evaluation")
+
+        def after_epoch(self, trainer):
+            events.append("epoch")
+            trainer.stop("early_stopped", "asked to")
+
+        def on_train_end(self, trainer):
+            events.append("end")
+
+    n = math.ceil(len(train) / 100)
+    history = fit(MLP([2, 8, 3]), train, SGD(0.1), batch_size=100, epochs=3, callbacks=[Recorder()], progress=False)
+    assert events == ["begin"] + ["before_batch", "after_gradient", "after_step"] * n + ["evaluation", "epoch", "end"]
+    assert history.status == "early_stopped" and len(history.iteration_loss) == n
+
+
+def test_run_in_pieces_is_the_same_run(spirals):
+    """run(iterations=k) returns after k more iterations, status "running"; the pieces make the whole run."""
+    train, _ = spirals
+    whole, pieces = MLP([2, 8, 3], seed=1), MLP([2, 8, 3], seed=1)
+    fit(whole, train, SGD(0.1), batch_size=40, iterations=25, progress=False)
+    trainer = Trainer(pieces, train, SGD(0.1), batch_size=40, iterations=25, progress=False)
+    assert trainer.run(iterations=10).status == "running" and trainer.iteration == 10
+    assert trainer.run(iterations=10).status == "running"
+    assert trainer.run(iterations=10).status == "completed" and trainer.iteration == 25
+    np.testing.assert_array_equal(whole.params, pieces.params)
+
+
+def test_one_divergence_rule():
+    from sgdlab.training import divergence
+
+    assert divergence(2.0, 1.0) is None and divergence(99.0, 1.0) is None
+    assert divergence(101.0, 1.0) == "101 > 100 x initial 1"
+    assert divergence(101.0, 1.0, factor=None) is None                    # scikit-learn's rules: no explosion rule
+    for bad in (math.nan, math.inf, -math.inf):
+        assert divergence(bad, 1.0, factor=None) is not None               # non-finite, in either direction
+    assert divergence(arrays=(np.array([1.0, -np.inf]),)) == "parameters hold NaN or infinity"
+    assert divergence(arrays=(np.array([1.0, np.nan]),)) is not None
+    assert divergence(1.0, None, arrays=(np.zeros(3),)) is None
+
+
+def test_non_finite_parameters_with_a_finite_loss_stop_as_diverged(spirals):
+    """A weight of -inf behind a ReLU can leave the loss finite; the parameters are checked at each evaluation."""
+    from sgdlab.callbacks import Callback
+
+    class Poison(Callback):
+        def after_step(self, trainer):
+            if trainer.iteration == 3:
+                trainer.model.layers[0].b[0] = -np.inf     # that hidden unit is off for every input
+
+    train, _ = spirals
+    model = MLP([2, 8, 3], seed=0)
+    history = fit(model, train, SGD(0.1), batch_size=100, epochs=2, callbacks=[Poison()], progress=False)
+    assert history.status == "diverged" and "diverged by iteration" in history.stopped_reason
+    assert np.isfinite(model.params).all()
+
+
+def test_early_stopping_rules_keras_and_sklearn():
+    """keras: the best moves only on an improvement by more than min_delta; sklearn: the best is the best seen
+    and reaching best - tol counts as an improvement (scikit-learn's tol / n_iter_no_change)."""
+    from sgdlab.callbacks import early_stop_epoch
+
+    rows = [{"epoch": e + 1, "train_loss": v} for e, v in enumerate([1.0, 0.9, 0.85, 0.84])]
+    settings = dict(monitor="train_loss", patience=2, min_delta=0.1)
+    assert early_stop_epoch(rows, **settings) is None
+    assert early_stop_epoch(rows, rule="sklearn", **settings) == 4
+    with pytest.raises(ConfigError, match="rule='fastai' is unknown"):
+        EarlyStopping(rule="fastai")
+
+
+def test_reduce_lr_by_divides_the_lr_until_min_lr_then_stops(spirals):
+    train, _ = spirals
+    stopper = EarlyStopping(monitor="train_loss", patience=1, min_delta=100.0, reduce_lr_by=5.0, min_lr=0.005)
+    optimizer = SGD(0.1)
+    history = fit(MLP([2, 4, 3]), train, optimizer, batch_size=100, epochs=10, callbacks=[stopper], progress=False)
+    # epochs 2, 3: lr 0.1 -> 0.02 -> 0.004; epoch 4: lr <= min_lr, stop
+    assert [row["lr"] for row in history.rows] == pytest.approx([0.1, 0.1, 0.02, 0.004])
+    assert history.status == "early_stopped" and optimizer.lr == pytest.approx(0.004)  # 0.004 <= min_lr
+
+
+def test_metrics_join_the_rows_and_can_be_monitored(spirals):
+    train, val = spirals
+    metrics = {"val_error": lambda trainer: 1 - trainer.model.evaluate(val)[1]}
+    stopper = EarlyStopping(monitor="val_error", mode="min", patience=100)
+    history = Trainer(MLP([2, 8, 3]), train, SGD(0.5), batch_size=20, epochs=4, callbacks=[stopper],
+                      metrics=metrics, progress=False).run()
+    errors = [row["val_error"] for row in history.rows]
+    assert len(errors) == 4 and history.best_epoch == 1 + int(np.argmin(errors))

@@ -130,10 +130,11 @@ class BatchLoader:
         self._x = np.empty((rows, dataset.n_features), dtype=dtype)
         self._t = np.empty((rows, *dataset.t.shape[1:]), dtype=dataset.t.dtype)
         self._window = _BlockWindow.fits(dataset, sampler, dtype)
+        self.indices = None  # the last batch's row indices
 
     def next(self):
         """(x, t) of the next mini-batch, views of reused buffers."""
-        indices = self.sampler.next()
+        indices = self.indices = self.sampler.next()
         k = len(indices)
         if self._window is None:
             return self.dataset.gather_into(indices, self._x[:k], self._t[:k])
@@ -163,6 +164,7 @@ class PrefetchLoader:
         self._window = _BlockWindow.fits(dataset, sampler, dtype)
         self._mapped = getattr(dataset, "is_mapped", False)
         self._slot = 0
+        self.indices = None  # the last batch's row indices
 
     def next(self):
         """(x, t) of the next mini-batch: views of the buffer the thread filled; the other is being refilled."""
@@ -175,6 +177,7 @@ class PrefetchLoader:
         if self._pending is None:
             self._submit()
         slot, k, _ = self._pending
+        self.indices = self._indices[slot][:k]
         self._wait()
         self.sampler.hand_out()
         self._submit()

@@ -32,10 +32,13 @@ def format_cell(value):
 def html_table(header, rows, caption="", highlight=None, numeric=None):
     """A <table> of ``rows`` (lists of cells) under ``header``; row ``highlight`` in bold.
 
-    Cells are escaped; columns in ``numeric`` (names) are right-aligned.  Past ROWS_SHOWN rows,
-    the middle ones are replaced by one "…" row (the caption says how many there are).
+    Cells are escaped; numeric columns (those named in ``numeric``; by default those holding only
+    numbers) are right-aligned.  Past ROWS_SHOWN rows, the middle ones are replaced by one "…" row.
     """
-    numeric = set(numeric or ())
+    if numeric is None:
+        numeric = [name for k, name in enumerate(header)
+                   if all(row[k] is None or isinstance(row[k], (int, float)) for row in rows)]
+    numeric = set(numeric)
     align = ["right" if name in numeric else "left" for name in header]
     shown = list(enumerate(rows))
     if len(shown) > ROWS_SHOWN:

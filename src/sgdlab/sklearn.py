@@ -19,19 +19,21 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils import shuffle as shuffle_rows
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from .blas import axpby, axpy
 from .errors import ConfigError, DataError
 from .layers import Dense, Sigmoid, ReLU, Tanh
 from .model import EVAL_CHUNK, Sequential
-from .optimizers import SGD, Momentum, Optimizer
+from .callbacks import Callback, EarlyStopping
+from .data import Dataset
+from .optimizers import SGD, Momentum
+from .sklearn_rules import InvScaling, SklearnAdam, SklearnBatches, SklearnLoss, SklearnNesterov
+from .training import Trainer
 from .validation import check_choice, check_number, check_whole_number
 
-__all__ = ["MLPClassifier", "MLPRegressor", "SklearnNesterov", "SklearnAdam"]
+__all__ = ["MLPClassifier", "MLPRegressor", "SklearnNesterov", "SklearnAdam"]  # the optimizers: sklearn_rules
 
 HIDDEN_ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
 SOLVERS = ("sgd", "adam")
@@ -39,65 +41,8 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 DTYPES = ("auto", "float32", "float64")
 
 
-class SklearnNesterov(Optimizer):
-    """scikit-learn's Nesterov step: v <- momentum * v - lr * g;  p <- p + momentum * v - lr * g.
-
-    Equals sgdlab's ``Nesterov`` (v = -lr * b) while lr is constant; when lr
-    changes (invscaling, adaptive) v keeps the earlier lr's scale, as sklearn's does.
-    """
-
-    name = "sklearn_nesterov"
-    hyper = ("momentum",)
-    buffers = ("v",)
-
-    def __init__(self, lr=0.001, momentum=0.9):
-        super().__init__(lr)
-        self.momentum = check_number("momentum", momentum, low=0, high=1)
-
-    def update(self, params, grads):
-        s = self._prepare(params, grads)
-        axpby(-self.lr, grads, self.momentum, self.v, scratch=s)
-        axpy(self.momentum, self.v, params, scratch=s)
-        axpy(-self.lr, grads, params, scratch=s)
-        self.step += 1
-
-
-class SklearnAdam(Optimizer):
-    """scikit-learn's Adam: m, v as usual;  p <- p - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps).
-
-    eps is added to the raw sqrt(v) (torch adds it to the bias-corrected one): the two differ while t is small.
-    """
-
-    name = "sklearn_adam"
-    hyper = ("beta_1", "beta_2", "epsilon")
-    buffers = ("m", "v")
-
-    def __init__(self, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
-        super().__init__(lr)
-        self.beta_1 = check_number("beta_1", beta_1, low=0, high=1, high_open=True)
-        self.beta_2 = check_number("beta_2", beta_2, low=0, high=1, high_open=True)
-        self.epsilon = check_number("epsilon", epsilon, low=0, low_open=True)
-
-    def update(self, params, grads):
-        s = self._prepare(params, grads)
-        t = self.step + 1
-        self.m *= self.beta_1
-        np.multiply(grads, 1 - self.beta_1, out=s)
-        self.m += s
-        self.v *= self.beta_2
-        np.multiply(grads, grads, out=s)
-        s *= 1 - self.beta_2
-        self.v += s
-        np.sqrt(self.v, out=s)
-        s += self.epsilon
-        np.divide(self.m, s, out=s)
-        s *= self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        params -= s
-        self.step = t
-
-
 class _BaseMLP(BaseEstimator):
-    """The shared engine: parameters, the epoch loop of ``_fit_stochastic`` and the stopping rules."""
+    """The shared engine: parameters, and ``_fit_stochastic``, which trains through ``training.Trainer``."""
 
     _loss_scale = 1.0  # loss_curve_ = scale * sgdlab loss (+ L2): 1/n_outputs for sklearn's squared error
 
@@ -242,10 +187,12 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _fit_stochastic(self, X, y, targets, incremental):
+        """scikit-learn's epochs on the one loop: its sampler, optimizer, schedule, L2 hook and stopping rule."""
         if self.early_stopping and incremental:
             raise ConfigError("partial_fit does not support early_stopping=True")
         model = self._model
         x = np.ascontiguousarray(X, dtype=model.dtype)
+        metrics = {}
         if self.early_stopping:
             stratify = targets if (self._is_classifier and self.n_outputs_ == 1) else None
             x, x_val, targets, _, _, y_val = train_test_split(
@@ -254,8 +201,7 @@ class _BaseMLP(BaseEstimator):
             if x_val.shape[0] < 2:
                 raise DataError(f"the validation set has {x_val.shape[0]} samples: raise validation_fraction="
                                 f"{self.validation_fraction!r} or give more data")
-        else:
-            x_val = y_val = None
+            metrics["val_score"] = lambda trainer: self._score_prepared(x_val, y_val)
         n = x.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n)
@@ -264,105 +210,63 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn(f"batch_size={self.batch_size} is larger than the {n} samples: clipped to {n}",
                               stacklevel=3)
             batch_size = min(self.batch_size, n)
-        x_buf = np.empty((batch_size, x.shape[1]), dtype=x.dtype)
-        t_buf = np.empty((batch_size, *targets.shape[1:]), dtype=targets.dtype)
-        sample_idx = np.arange(n)
-        dense = [(layer.W.reshape(-1), layer.dW.reshape(-1), np.empty(layer.W.size, layer.W.dtype))
-                 for layer in self._dense()]
-        optimizer, alpha = self._optimizer, float(self.alpha)
+        optimizer = self._optimizer
+        schedule = None
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            schedule = InvScaling(self.learning_rate_init, self.power_t, samples_per_epoch=n, samples_seen=self.t_,
+                                  first_lr=optimizer.lr)
+        stopper = self._stopper()
         self.n_iter_ = 0
-        try:
-            for _ in range(self.max_iter):
-                if self.shuffle:
-                    sample_idx = shuffle_rows(sample_idx, random_state=self._random_state)
-                accumulated = 0.0
-                for batch in gen_batches(n, batch_size):
-                    if self.shuffle:
-                        idx = np.sort(sample_idx[batch])
-                        k = len(idx)
-                        xb = np.take(x, idx, axis=0, out=x_buf[:k], mode="clip")  # "raise" would buffer
-                        tb = np.take(targets, idx, axis=0, out=t_buf[:k], mode="clip")
-                    else:
-                        xb, tb = x[batch], targets[batch]
-                        k = xb.shape[0]
-                    loss = self._gradient(xb, tb) * self._loss_scale
-                    if alpha:  # sklearn's L2 term: loss + alpha/(2k) ||W||², gradient + (alpha/k) W
-                        scale = alpha / k
-                        for w, dw, scratch in dense:
-                            loss += 0.5 * scale * float(np.dot(w, w))
-                            axpy(scale, w, dw, scratch=scratch)
-                    accumulated += loss * k
-                    optimizer.update(model.params, model.grads)
-                self.n_iter_ += 1
-                self.loss_ = accumulated / n
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(x_val, y_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    optimizer.lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if self.early_stopping else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} "
-                           "consecutive epochs.")
-                    if self._trigger_stopping(msg):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                                  "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
-        except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
+        trainer = Trainer(model, Dataset(x, targets), optimizer, epochs=1 if incremental else self.max_iter,
+                          sampler=SklearnBatches(n, batch_size, self.shuffle, self._random_state),
+                          callbacks=[SklearnLoss(self._dense(), self.alpha, self._loss_scale), _Epochs(self, n),
+                                     stopper],
+                          gradient=self.gradient, schedule=schedule, progress=False, divergence_factor=None,
+                          train_metrics="running", metrics=metrics)
+        history = trainer.run()
+        if schedule is not None and trainer.iteration:  # the lr after the last epoch, for the next partial_fit
+            optimizer.lr = schedule.lr_at(trainer.iteration, trainer.iterations_per_epoch, trainer.total_iterations)
+        self._no_improvement_count = stopper.wait
         if self.early_stopping:
+            self.best_validation_score_ = -np.inf if stopper.best_value is None else stopper.best_value
+            self._best_params = stopper.best_params
             model.params[...] = self._best_params
-
-    def _gradient(self, xb, tb):
-        """The batch's data loss (sgdlab's definition) with ``model.grads`` filled by backprop or by differences."""
-        model = self._model
-        if self.gradient == "backprop":
-            loss, _ = model.gradient(xb, tb)
-            return loss
-        model.grads[...] = model.numerical_gradient(xb, tb)
-        return model.loss(xb, tb)
-
-    def _trigger_stopping(self, msg):
-        """sklearn's rule: stop, unless learning_rate='adaptive' (sgd), which divides lr by 5 down to 1e-6."""
-        if not (self.solver == "sgd" and self.learning_rate == "adaptive"):
-            if self.verbose:
-                print(msg + " Stopping.")
-            return True
-        if self._optimizer.lr <= 1e-6:
-            if self.verbose:
-                print(msg + " Learning rate too small. Stopping.")
-            return True
-        self._optimizer.lr /= 5.0
-        if self.verbose:
-            print(msg + f" Setting learning rate to {self._optimizer.lr:f}")
-        return False
-
-    def _update_no_improvement_count(self, x_val, y_val):
-        if self.early_stopping:
-            score = self._score_prepared(x_val, y_val)
-            self.validation_scores_.append(score)
-            if self.verbose:
-                print(f"Validation score: {score:f}")
-            if score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_params[...] = self._model.params
         else:
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if self.loss_curve_[-1] < self.best_loss_:
-                self.best_loss_ = self.loss_curve_[-1]
+            self.best_loss_ = np.inf if stopper.best_value is None else stopper.best_value
+        if history.status == "diverged":
+            raise DataError("training produced non-finite weights: scale the input (e.g. StandardScaler) "
+                            f"or lower learning_rate_init={self.learning_rate_init!r}")
+        if history.status == "interrupted":
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+        elif history.status == "completed" and not incremental:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+
+    def _stopper(self):
+        """scikit-learn's tol / n_iter_no_change (and "adaptive") rule as an EarlyStopping, carrying its count
+        and best over from the previous fit (warm_start, partial_fit)."""
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        stopper = EarlyStopping(monitor="val_score" if self.early_stopping else "train_loss",
+                                mode="max" if self.early_stopping else "min", patience=self.n_iter_no_change + 1,
+                                min_delta=self.tol, restore_best=self.early_stopping, rule="sklearn",
+                                reduce_lr_by=5.0 if adaptive else None, min_lr=1e-6,
+                                report=self._report_stopping if self.verbose else None)
+        best = self.best_validation_score_ if self.early_stopping else self.best_loss_
+        stopper.best_value = best if best is not None and np.isfinite(best) else None
+        stopper.best_params = self._best_params if self.early_stopping else None
+        stopper.wait = self._no_improvement_count
+        return stopper
+
+    def _report_stopping(self, event, stopper, trainer):
+        """What scikit-learn prints (verbose=True) when its stopping rule fires."""
+        what = "Validation score" if self.early_stopping else "Training loss"
+        msg = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
+        if event == "reduce_lr":
+            print(msg + f" Setting learning rate to {trainer.optimizer.lr:f}")
+        elif event == "lr_floor":
+            print(msg + " Learning rate too small. Stopping.")
+        else:
+            print(msg + " Stopping.")
 
     def _score_prepared(self, x, y):
         pred = self._predict_validated(x)
@@ -408,6 +312,26 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+class _Epochs(Callback):
+    """scikit-learn's per-epoch record: n_iter_, t_, loss_, loss_curve_, validation_scores_, verbose lines."""
+
+    def __init__(self, estimator, n_samples):
+        self.estimator, self.n_samples = estimator, n_samples
+
+    def on_evaluation(self, trainer, row):
+        est = self.estimator
+        est.n_iter_ += 1
+        est.loss_ = row["train_loss"]
+        est.t_ += self.n_samples
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        if est.early_stopping:
+            est.validation_scores_.append(row["val_score"])
+            if est.verbose:
+                print(f"Validation score: {row['val_score']:f}")
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

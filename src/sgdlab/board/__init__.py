@@ -10,7 +10,8 @@ parameter from the page is checked against the limits in ``limits``; anything
 else is a 400 with a one-line message, never a traceback.
 """
 
-from .limits import (DIVERGENCE_FACTOR, MAX_BODY, MAX_CURVE, MAX_GRID, MAX_HIDDEN_LAYERS, MAX_ITERATIONS, MAX_LR,
+from ..training import DIVERGENCE_FACTOR
+from .limits import (MAX_BODY, MAX_CURVE, MAX_GRID, MAX_HIDDEN_LAYERS, MAX_ITERATIONS, MAX_LR,
                      MAX_QUERY, MAX_RUNS, MAX_SESSIONS, MAX_UNITS, MAX_WEIGHT_DECAY, N_TEST, N_TRAIN, PLAY_DATASETS,
                      WORK_BUDGET, BadRequest, limits)
 from .playground import Session, Sessions, parse_play_settings, playground_data

@@ -17,7 +17,6 @@ MAX_CURVE = 2000               # loss-curve points kept per session
 MAX_RUNS = 500                 # run folders listed
 N_TRAIN, N_TEST = 300, 150
 WORK_BUDGET = {"backprop": 2e8, "numerical": 1e6}  # parameters x batch samples x iterations, per request
-DIVERGENCE_FACTOR = 100.0      # a batch loss this many times the first one stops the session as diverged
 PLAY_DATASETS = ("spirals", "circles", "xor", "blobs", "line")  # line: y = w x + b, a 2-parameter model
 
 

@@ -1,7 +1,7 @@
 """The playground: a small network trained live on 2-D data, one request at a time, its every step reported."""
 
-import math
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -9,8 +9,9 @@ from http import HTTPStatus
 
 import numpy as np
 
+from ..callbacks import Callback
 from ..validation import check_choice, check_number
-from .limits import (DIVERGENCE_FACTOR, MAX_CURVE, MAX_HIDDEN_LAYERS, MAX_ITERATIONS, MAX_LR, MAX_SESSIONS,
+from .limits import (MAX_CURVE, MAX_HIDDEN_LAYERS, MAX_ITERATIONS, MAX_LR, MAX_SESSIONS,
                      MAX_UNITS, MAX_WEIGHT_DECAY, N_TEST, N_TRAIN, PLAY_DATASETS, WORK_BUDGET, BadRequest)
 
 
@@ -79,13 +80,32 @@ def parse_play_settings(params):
     return s
 
 
+class _Watch(Callback):
+    """The playground's hooks on the loop: the parameters before each step (reported by ``step``, and
+    where a diverging step goes back to) and, for a 2-parameter model, the path they take."""
+
+    def __init__(self, session):
+        self.session = session
+        self.before = session.model.params.copy()
+
+    def before_batch(self, trainer):
+        np.copyto(self.before, trainer.model.params)
+        np.copyto(trainer.last_good_params, trainer.model.params)
+
+    def after_step(self, trainer):
+        path = self.session.path
+        if path is not None:
+            path.append(trainer.model.params.tolist())
+            del path[:-MAX_CURVE]
+
+
 class Session:
-    """One playground: data, model, optimizer and sampler, stepped by the four steps under a lock."""
+    """One playground: data, model, optimizer and sampler, stepped through ``training.Trainer`` under a lock."""
 
     def __init__(self, settings):
-        from ..batches import BatchSampler
         from ..model import MLP
         from ..optimizers import get_optimizer
+        from ..training import DIVERGENCE_FACTOR, Trainer
 
         self.settings = settings
         self.train, self.test = playground_data(settings["dataset"], settings["seed"], settings["noise"])
@@ -95,7 +115,6 @@ class Session:
                          loss="mse" if regression else "softmax_cross_entropy", seed=settings["seed"],
                          dtype=np.float64, weight_decay=settings["weight_decay"])
         self.optimizer = get_optimizer(settings["optimizer"], settings["lr"])
-        self.sampler = BatchSampler(len(self.train), settings["batch_size"], "shuffle", settings["seed"])
         work = self.model.params.size * settings["batch_size"]
         budget = WORK_BUDGET[settings["gradient"]]
         if work > budget:
@@ -103,47 +122,35 @@ class Session:
                              f"the {settings['gradient']} gradient (at most {budget:.0e} per iteration): use "
                              f"smaller layers or batch")
         self.max_iterations = int(min(MAX_ITERATIONS, budget // work))
-        self.iteration = 0
         self.curve = []
         self.path = [self.model.params.tolist()] if self.model.params.size == 2 else None
-        self.diverged, self.initial_loss, self.good_params = None, None, self.model.params.copy()
+        self.watch = _Watch(self)
+        # no end and no evaluations of its own: each request runs some iterations, then ``_record`` evaluates
+        self.trainer = Trainer(self.model, self.train, self.optimizer, batch_size=settings["batch_size"],
+                               iterations=sys.maxsize, eval_every=sys.maxsize, sampling="shuffle",
+                               seed=settings["seed"], callbacks=[self.watch], gradient=settings["gradient"],
+                               progress=False, divergence_factor=DIVERGENCE_FACTOR, param_check_every=1)
+        self.sampler = self.trainer.sampler
+        self.diverged = None
         self.lock = threading.Lock()
         self.used = time.monotonic()
         self._record()
 
-    def _gradient(self, xb, tb):
-        """Step 2 by backprop or by central differences; returns the loss at the current parameters."""
-        if self.settings["gradient"] == "backprop":
-            loss, _ = self.model.gradient(xb, tb)
-            return loss
-        self.model.grads[...] = self.model.numerical_gradient(xb, tb)
-        return self.model.loss(xb, tb)
+    @property
+    def iteration(self):
+        return self.trainer.iteration
 
-    def _iterate(self):
-        """draw -> gradient -> update; returns (indices, x, t, loss before, params before)."""
+    def _iterate(self, iterations=1):
+        """``iterations`` times draw -> gradient -> update on the Trainer; 409 once it has diverged."""
         if self.diverged:
             raise BadRequest(f"this session diverged ({self.diverged}): reset it, with a smaller lr",
                              HTTPStatus.CONFLICT)
-        indices = self.sampler.next().copy()                            # 1. draw a mini-batch
-        xb, tb = self.train.batch(indices)
-        before = self.model.params.copy()
         with np.errstate(over="ignore", invalid="ignore"):
-            loss = self._gradient(xb, tb)                               # 2. compute the gradient
-        if self.initial_loss is None:
-            self.initial_loss = max(abs(loss), 1e-8) if math.isfinite(loss) else 1.0
-        if not (math.isfinite(loss) and loss <= DIVERGENCE_FACTOR * self.initial_loss
-                and np.all(np.isfinite(self.model.grads))):
-            self.model.params[...] = self.good_params
-            self.diverged = (f"lr={self.settings['lr']:g}: batch loss {loss:.4g} at iteration {self.iteration}, "
-                             f"{DIVERGENCE_FACTOR:g}x above where it began")
+            history = self.trainer.run(iterations=iterations)
+        del history.iteration_loss[:-MAX_CURVE]
+        if history.status == "diverged":
+            self.diverged = history.stopped_reason
             raise BadRequest(f"diverged: {self.diverged}; reset with a smaller lr", HTTPStatus.CONFLICT)
-        self.good_params = before
-        self.optimizer.update(self.model.params, self.model.grads)      # 3. update the parameters
-        self.iteration += 1                                             # 4. repeat
-        if self.path is not None:
-            self.path.append(self.model.params.tolist())
-            del self.path[:-MAX_CURVE]
-        return indices, xb, tb, loss, before
 
     def _record(self):
         train_loss, train_acc = self.model.evaluate(self.train)
@@ -158,15 +165,16 @@ class Session:
     def train_for(self, iterations):
         """``iterations`` iterations, then one evaluation on train and test; returns the state."""
         try:
-            for _ in range(iterations):
-                self._iterate()
+            self._iterate(iterations)
         finally:
             self._record()
         return self.state()
 
     def step(self):
         """One iteration, reported as its four steps."""
-        indices, xb, tb, loss_before, before = self._iterate()
+        self._iterate(1)
+        trainer, before = self.trainer, self.watch.before
+        indices, xb, tb, loss_before = trainer.indices, trainer.xb, trainer.tb, trainer.loss
         grads = self.model.grads
         layers = []
         for k, sl in self.model.param_slices:

@@ -80,15 +80,9 @@ def _train(settings, train, val, test, epochs, seed, callbacks=()):
 
 def would_stop_at(history, patience, monitor="val_loss"):
     """The epoch where EarlyStopping(monitor, patience) would have ended this run; None if it would not."""
-    best, wait = None, 0
-    for row in history.rows:
-        if history.is_better(row[monitor], best):
-            best, wait = row[monitor], 0
-        else:
-            wait += 1
-            if wait >= patience:
-                return row["epoch"]
-    return None
+    from ..callbacks import early_stop_epoch
+
+    return early_stop_epoch(history.rows, monitor=monitor, patience=patience)
 
 
 def _early_stopping_run(train, val, test, epochs, seed, plain):

@@ -30,11 +30,11 @@ from .executors import dask_client, local_executor_factory, threads_per_worker
 from .range_test import lr_range_test, range_beta, suggest_lr, write_range_test
 from .runner import Sweep, TrialInterrupted, run_trial
 from .space import EXCLUDED_FROM_ID, Dimension, SearchSpace, build_space, parse_values, trial_id
-from .table import (DIVERGED_FACTOR, RESULT_COLUMNS, STATUS_ORDER, failed_result, format_table, rank_key, read_table,
-                    trial_losses, trial_result, write_table)
+from .table import (DIVERGED_FACTOR, RESULT_COLUMNS, STATUS_ORDER, SweepResults, failed_result, format_table,
+                    rank_key, read_table, trial_losses, trial_result, write_table)
 
 __all__ = ["TRIAL_DEFAULTS", "sweep_command", "dask_client", "local_executor_factory", "threads_per_worker",
            "lr_range_test", "range_beta", "suggest_lr", "write_range_test", "Sweep", "TrialInterrupted", "run_trial",
            "EXCLUDED_FROM_ID", "Dimension", "SearchSpace", "build_space", "parse_values", "trial_id",
-           "DIVERGED_FACTOR", "RESULT_COLUMNS", "STATUS_ORDER", "failed_result", "format_table", "rank_key",
-           "read_table", "trial_losses", "trial_result", "write_table", "ExponentialRamp", "smoothed_loss"]
+           "DIVERGED_FACTOR", "RESULT_COLUMNS", "STATUS_ORDER", "SweepResults", "failed_result", "format_table",
+           "rank_key", "read_table", "trial_losses", "trial_result", "write_table", "ExponentialRamp", "smoothed_loss"]

@@ -12,7 +12,7 @@ from ..config import TrainConfig
 from ..errors import ConfigError, RunExistsError, SgdlabError
 from .executors import _shutdown
 from .space import trial_id
-from .table import failed_result, rank_key, read_table, trial_result, write_table
+from .table import SweepResults, failed_result, rank_key, read_table, trial_result, write_table
 
 
 class TrialInterrupted(RuntimeError):
@@ -210,7 +210,7 @@ class Sweep:
                   f"best val acc {acc}" + (f" ({row['reason']})" if row["status"] != "ok" else ""))
 
     def table(self):
-        return sorted(self.rows.values(), key=rank_key)
+        return SweepResults(sorted(self.rows.values(), key=rank_key))
 
     def winner(self):
         """The best ``ok`` trial of the last rung (None when every trial diverged, failed or was too slow)."""

@@ -4,7 +4,9 @@ import json
 import math
 import os
 
+from ..history import best_row_index
 from ..tables import read_records, records, write_rows
+from ..training import divergence
 from .space import _field_types, _parse_scalar
 
 DIVERGED_FACTOR = 10.0
@@ -14,32 +16,50 @@ RESULT_COLUMNS = ["status", "best_val_acc", "best_val_loss", "best_epoch", "init
 
 
 def trial_result(spec, result, slow_threshold):
-    """The sweep.csv row of a finished trial: its settings, best val accuracy, epoch, sweep status, seconds."""
+    """The sweep.csv row of a finished trial: its settings, its best epoch with that epoch's val accuracy and
+    loss, its sweep status, seconds.  The best epoch is the run's own (``summary.json``'s, by its monitored
+    metric: ``history.best_row_index``'s rule); divergence is ``training.divergence`` with ``DIVERGED_FACTOR``."""
     summary = result["summary"]
-    metrics = records(result["files"]["metrics.csv"])
+    metrics = [{**row, **{k: _float(row.get(k)) for k in ("train_loss", "val_loss", "val_acc")}}
+               for row in records(result["files"]["metrics.csv"])]
     losses = json.loads(result["files"]["iteration_loss.json"])
     initial = losses[0] if losses else float("nan")
-    val_acc = [float(r["val_acc"]) for r in metrics if r.get("val_acc")]
-    val_loss = [float(r["val_loss"]) for r in metrics if r.get("val_loss")]
-    best = max(range(len(val_acc)), key=lambda i: (val_acc[i], -i)) if val_acc else None
-    best_loss = min(val_loss) if val_loss else float("nan")
-    if summary["status"] == "diverged" or (losses and max(losses) > DIVERGED_FACTOR * initial):
+    best = _best_index(metrics, summary, spec["config"])
+    best_row = metrics[best] if best is not None else {}
+    best_loss = best_row.get("val_loss")
+    spike = divergence(max(losses), initial, DIVERGED_FACTOR) if losses else None
+    if summary["status"] == "diverged" or spike:
         status = "diverged"
-        worst = max(losses) if losses else float("nan")
-        reason = summary["stopped_reason"] if summary["status"] == "diverged" else \
-            f"mini-batch loss reached {worst:.4g} > {DIVERGED_FACTOR:g} x initial {initial:.4g}"
-    elif not (best_loss <= (1 - slow_threshold) * initial):
+        reason = summary["stopped_reason"] if summary["status"] == "diverged" else f"mini-batch loss reached {spike}"
+    elif best_loss is None or not best_loss <= (1 - slow_threshold) * initial:
         status = "too slow"
-        reason = f"best val loss {best_loss:.4g} > {1 - slow_threshold:g} x initial loss {initial:.4g}"
+        shown = "none" if best_loss is None else f"{best_loss:.4g}"
+        reason = f"best val loss {shown} > {1 - slow_threshold:g} x initial loss {initial:.4g}"
     else:
         status, reason = "ok", summary["stopped_reason"]
+    val_acc = best_row.get("val_acc")
     return {**_row_settings(spec), "status": status,
-            "best_val_acc": None if best is None else round(val_acc[best], 6),
-            "best_val_loss": None if not val_loss else round(best_loss, 6),
-            "best_epoch": None if best is None else metrics[best]["epoch"],
+            "best_val_acc": None if val_acc is None else round(val_acc, 6),
+            "best_val_loss": None if best_loss is None else round(best_loss, 6),
+            "best_epoch": best_row.get("epoch"),
             "initial_loss": round(initial, 6) if losses else None,
             "test_acc": None if summary.get("test_accuracy") is None else round(summary["test_accuracy"], 6),
             "run_status": summary["status"], "reason": reason, "seconds": summary["seconds"]}
+
+
+def _float(text):
+    return None if text in (None, "") else float(text)
+
+
+def _best_index(rows, summary, config):
+    """The run's best evaluation: summary.json's best_epoch, else the monitored metric's best row."""
+    epoch = summary.get("best_epoch")
+    if epoch is not None:
+        return next((i for i, row in enumerate(rows) if row["epoch"] == str(epoch)), None)
+    monitor, mode = config.get("monitor", "val_loss"), config.get("monitor_mode", "auto")
+    if mode == "auto":
+        mode = "min" if monitor.endswith("loss") else "max"
+    return best_row_index(rows, monitor, mode)
 
 
 def failed_result(spec, reason):
@@ -60,7 +80,6 @@ def rank_key(row):
     loss = row.get("best_val_loss")
     return (-int(row["rung"]), STATUS_ORDER[row["status"]], -(acc if acc is not None else -1.0),
             loss if loss is not None else math.inf, row["trial"])
-
 
 
 def write_table(path, rows):
@@ -87,7 +106,27 @@ def read_table(path):
             return _parse_scalar(key, text)
         return text
 
-    return [{k: v for k, v in row.items() if k != "rank"} for row in read_records(path, cell)]
+    return SweepResults({k: v for k, v in row.items() if k != "rank"} for row in read_records(path, cell))
+
+
+class SweepResults(list):
+    """The ranked rows of a sweep (dicts, best first): prints as ``format_table``, renders as HTML in Jupyter."""
+
+    def __str__(self):
+        return format_table(self)
+
+    def _repr_html_(self):
+        from ..display import html_table
+
+        if not self:
+            return "<p>(no trials)</p>"
+        settings = [k for k in self[0] if k not in RESULT_COLUMNS and k not in ("trial", "rung")]
+        header = ["rank", *settings, "best_val_acc", "best_val_loss", "best_epoch", "status", "seconds", "reason"]
+        rows = [[rank, *(row.get(k) for k in header[1:])] for rank, row in enumerate(self, 1)]
+        winner = next((k for k, row in enumerate(self) if row["status"] == "ok" and row["rung"] == self[0]["rung"]),
+                      None)  # as Sweep.winner: the best ok trial of the last rung
+        caption = f"{len(self)} trials, best first" + ("" if winner is None else " (bold: the winner)")
+        return html_table(header, rows, caption=caption, highlight=winner)
 
 
 def format_table(rows, limit=None):
