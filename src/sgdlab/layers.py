@@ -9,7 +9,7 @@ valid until the layer's next call: copy it if you keep it.
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 
 class Buffered:
@@ -393,7 +393,7 @@ class Standardize(Layer):
             sq += np.einsum("ij,ij->j", d, d)
             count += len(xb)
         if count == 0:
-            raise ValueError("Standardize.adapt needs at least one sample")
+            raise DataError("Standardize.adapt needs at least one sample")
         mean_d = total / count
         var = np.maximum(sq / count - mean_d ** 2, 0.0)
         self.mean[...] = self._shift + mean_d
