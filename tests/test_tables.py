@@ -192,7 +192,7 @@ def test_standardize_and_string_classes_survive_save_load_resume_predict(wine_cs
     resumed = load_model(tmp_path / "cut" / "model.safetensors")
     np.testing.assert_array_equal(resumed.params, whole.params)
     np.testing.assert_array_equal(resumed.layers[0].mean, whole.layers[0].mean)
-    save_model(tmp_path / "again.safetensors", resumed)
+    save_model(resumed, tmp_path / "again.safetensors")
     again = load_model(tmp_path / "again.safetensors")
     x = np.loadtxt(wine_csv, delimiter=",", skiprows=1, usecols=range(13))
     for model in (resumed, again):
@@ -268,7 +268,7 @@ def test_refusals_are_one_line_exit_2_nothing_written(wine_csv, tmp_path):
     model_path = tmp_path / "m.safetensors"
     model = MLP([13, 4, 3], seed=0)
     model.inputs = Columns(lines[0].split(",")[:-1]).describe()
-    save_model(model_path, model)
+    save_model(model, model_path)
     (tmp_path / "renamed.csv").write_text("\n".join([lines[0].replace("hue", "Hue"), *lines[1:]]) + "\n")
     (tmp_path / "features_only.csv").write_text(drop_columns(lines, {"target", "magnesium"}))
     out = tmp_path / "p.txt"

@@ -30,7 +30,7 @@ from .callbacks import Callback, EarlyStopping
 from .data.datasets import _trusted
 from .optimizers import SGD, Momentum
 from .sklearn_rules import InvScaling, SklearnAdam, SklearnBatches, SklearnLoss, SklearnNesterov
-from .training import Trainer
+from .training import GRADIENTS, Trainer
 from .validation import check_choice, check_number, check_whole_number
 
 __all__ = ["MLPClassifier", "MLPRegressor", "SklearnNesterov", "SklearnAdam"]  # the optimizers: sklearn_rules
@@ -93,7 +93,7 @@ class _BaseMLP(BaseEstimator):
         _choice("activation", self.activation, HIDDEN_ACTIVATIONS)
         _choice("solver", self.solver, SOLVERS)
         _choice("learning_rate", self.learning_rate, LEARNING_RATES)
-        _choice("gradient", self.gradient, ("backprop", "numerical"))
+        _choice("gradient", self.gradient, GRADIENTS)
         _choice("dtype", self.dtype, DTYPES)
         check_number("alpha", self.alpha, low=0)
         check_number("learning_rate_init", self.learning_rate_init, low=0, low_open=True)

@@ -2,7 +2,7 @@
 
 import sys
 
-from .args import FIELD_HELP, number_type
+from .args import field_help, number_type
 
 
 def read_inputs(path, n_features, columns=None):
@@ -111,11 +111,11 @@ def add_parser(sub):
                               description="Load MODEL and print loss and accuracy on each split of DATASET, and "
                                           "for the test split (else val) per-class precision, recall, F1, "
                                           "support and the confusion matrix (regression: MAE, RMSE, R^2).")
-    evaluate.add_argument("--dataset", required=True, help=FIELD_HELP["dataset"])
+    evaluate.add_argument("--dataset", required=True, help=field_help("dataset"))
     evaluate.add_argument("--seed", type=number_type(int), default=0, help="seed of the train/val split (default 0)")
-    evaluate.add_argument("--val-fraction", type=number_type(float), default=0.1, help=FIELD_HELP["val_fraction"])
-    evaluate.add_argument("--label-column", help=FIELD_HELP["label_column"])
-    evaluate.add_argument("--test-fraction", type=number_type(float), default=0.1, help=FIELD_HELP["test_fraction"])
+    evaluate.add_argument("--val-fraction", type=number_type(float), default=0.1, help=field_help("val_fraction"))
+    evaluate.add_argument("--label-column", help=field_help("label_column"))
+    evaluate.add_argument("--test-fraction", type=number_type(float), default=0.1, help=field_help("test_fraction"))
     evaluate.add_argument("--all-splits", action="store_true", help="per-class metrics for every split")
     for p, handler in ((predict, cmd_predict), (evaluate, cmd_evaluate)):
         p.add_argument("--model", required=True, help="a model.safetensors written by sgdlab")
