@@ -119,13 +119,6 @@ def format_rows(columns, rows, line_end="\n"):
     return buffer.getvalue()
 
 
-def write_rows(path, columns, rows):
-    """``format_rows`` written to ``path`` atomically (a temporary name, then renamed)."""
-    from .checkpoint import write_text_atomic
-
-    write_text_atomic(path, format_rows(columns, rows))
-
-
 # ---------------------------------------------------------------- numbers, streamed
 
 def numeric_block(f, count, width, path, line):

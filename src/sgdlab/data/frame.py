@@ -16,7 +16,7 @@ import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
 
-from .. import tables
+from ..tables import MISSING, encode_labels, read_rows
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -52,7 +52,7 @@ def read_table(path) -> Table:
     suffix = os.path.splitext(str(path))[1].lower()
     if suffix == ".parquet":
         return _parquet_table(path)
-    header, rows, lines = tables.read_rows(path, with_lines=True)
+    header, rows, lines = read_rows(path, with_lines=True)
     if not rows:
         raise DataError(f"{path} has a header but no data rows: a table needs at least one row")
     if len(set(header)) != len(header):
@@ -71,7 +71,7 @@ def read_table(path) -> Table:
 def _typed_column(cells):
     """(values, missing): float64 when every present cell is a number, else the stripped text."""
     text = np.char.strip(cells)
-    missing = np.isin(np.char.lower(text), list(tables.MISSING))
+    missing = np.isin(np.char.lower(text), list(MISSING))
     try:
         return np.where(missing, "nan", text).astype(np.float64), missing
     except ValueError:
@@ -109,7 +109,7 @@ def _parquet_table(path) -> Table:
 # ---------------------------------------------------------------- labels and features of a table
 
 def table_labels(table, label_column, classes=None):
-    """(t, classes) of the label column by the one label rule (``tables.encode_labels``; given ``classes``,
+    """(t, classes) of the label column by the one label rule (``sgdlab.tables.encode_labels``; given ``classes``,
     against those); refuses missing labels and a column that holds one class only."""
     values = table.require(label_column, "the label column")
     where = np.flatnonzero(table.missing[label_column])
@@ -120,7 +120,7 @@ def table_labels(table, label_column, classes=None):
         raise DataError(f"label column {label_column!r} of {table.source} holds text ({values[0]!r}): the model's "
                         f"classes are {np.asarray(classes).tolist()}")
     given = classes is not None
-    t, classes = tables.encode_labels(values, classes)
+    t, classes = encode_labels(values, classes)
     if classes is not None and len(classes) < 2 and not given:
         raise DataError(f"label column {label_column!r} of {table.source} holds one class only "
                         f"({classes[0].item()!r}): a classifier needs at least two")

@@ -71,11 +71,13 @@ def lr_range_test(config, lr_min=1e-6, lr_max=10.0, iterations=200):
 def write_range_test(out, result):
     """range_test.csv (iteration, lr, loss, smoothed_loss) and range_test.png in ``out``."""
     from .. import plots
-    from ..tables import write_rows
+    from ..checkpoint import write_text_atomic
+    from ..tables import format_rows
 
     rows = [[i, f"{lr:.6g}", f"{loss:.6g}", f"{s:.6g}"] for i, (lr, loss, s) in
             enumerate(zip(result["lrs"], result["losses"], result["smoothed"]))]
-    write_rows(os.path.join(out, "range_test.csv"), ["iteration", "lr", "loss", "smoothed_loss"], rows)
+    columns = ["iteration", "lr", "loss", "smoothed_loss"]
+    write_text_atomic(os.path.join(out, "range_test.csv"), format_rows(columns, rows))
     write_json_atomic(os.path.join(out, "range_test.json"),
                       {"suggested_lr": result["suggested_lr"], "blowup_iteration": result["end"],
                        "iterations": int(result["losses"].size), "status": result["status"]})

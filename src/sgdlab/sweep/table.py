@@ -4,8 +4,9 @@ import json
 import math
 import os
 
+from ..checkpoint import write_text_atomic
 from ..history import best_row_index
-from ..tables import read_records, records, write_rows
+from ..tables import format_rows, read_records, records
 from ..training import divergence
 from .space import _field_types, _parse_scalar
 
@@ -88,7 +89,7 @@ def write_table(path, rows):
     for row in rows:
         columns += [k for k in row if k not in columns and k not in RESULT_COLUMNS]
     columns += RESULT_COLUMNS
-    write_rows(path, columns, [{**row, "rank": rank} for rank, row in enumerate(rows, 1)])
+    write_text_atomic(path, format_rows(columns, [{**row, "rank": rank} for rank, row in enumerate(rows, 1)]))
 
 
 def read_table(path):
