@@ -24,6 +24,7 @@ LANGUAGES = ("en", "ko")
 FIGURES = {
     "01_numerical_differentiation": 3,
     "02_gradient_descent": 3,
+    "03_minibatch_sgd_mnist": 4,
 }
 MNIST = {"03_minibatch_sgd_mnist", "05_overfitting"}  # train on MNIST: marked slow
 
@@ -93,6 +94,12 @@ def images_in_html(notebook):
     return len(re.findall(r'<img [^>]*src="data:image/png;base64,', body))
 
 
+def outputs_of(notebook, source):
+    """Text printed by the first code cell whose source contains ``source``."""
+    cell = next(c for c in notebook.cells if c.cell_type == "code" and source in c.source)
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
 # -- the files themselves -----------------------------------------------------------------------
 
 def code_tokens(source):
@@ -152,3 +159,18 @@ def test_02_gradient_descent(run, lang):
     status = {float(lr): s for lr, s in v["status_by_lr"].items()}
     assert status[10.0] == "diverged" and status[0.001] == "too slow"
     assert v["chosen_lr"] in (0.1, 1.0) and status[v["chosen_lr"]] == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_03_minibatch_sgd_mnist(run, lang):
+    notebook, v = run("03_minibatch_sgd_mnist", lang)
+    assert v["loop_test_accuracy"] >= 0.90 and v["test_accuracy"] >= 0.90
+    assert v["gradient_difference"] < 1e-8
+    assert v["numerical_losses"][-1] < v["numerical_losses"][0]
+    assert len(v["loop_losses"]) == v["LOOP_ITERATIONS"]
+    assert "Total params: 79,510" in outputs_of(notebook, "model.summary()")
+    # LivePlot: one picture in the fit cell, replaced at each of the EPOCHS evaluations, not appended
+    live = [c for c in notebook.cells if "LivePlot()" in c.source][0]
+    pictures = [o for o in live.outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    assert len(pictures) == 1 and len(live.outputs) <= 2  # the picture (and the progress bar)
