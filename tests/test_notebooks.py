@@ -25,6 +25,7 @@ FIGURES = {
     "01_numerical_differentiation": 3,
     "02_gradient_descent": 3,
     "03_minibatch_sgd_mnist": 4,
+    "04_local_minima_and_momentum": 3,
 }
 MNIST = {"03_minibatch_sgd_mnist", "05_overfitting"}  # train on MNIST: marked slow
 
@@ -174,3 +175,16 @@ def test_03_minibatch_sgd_mnist(run, lang):
     live = [c for c in notebook.cells if "LivePlot()" in c.source][0]
     pictures = [o for o in live.outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
     assert len(pictures) == 1 and len(live.outputs) <= 2  # the picture (and the progress bar)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_04_local_minima_and_momentum(run, lang):
+    _, v = run("04_local_minima_and_momentum", lang)
+    local, best = np.sort(np.roots([4.0, 0.0, -8.0, 1.0]).real)[[2, 0]]  # f'(x) = 4x³ - 8x + 1 = 0
+    assert v["sgd_end"] == pytest.approx(local, abs=1e-3) and v["momentum_end"] == pytest.approx(best, abs=1e-2)
+    start = (-7.0) ** 2 / 20 + 2.0 ** 2  # f at (-7, 2)
+    assert set(v["bowl_final"]) == {"SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"}
+    assert all(value < 0.05 * start for value in v["bowl_final"].values())
+    for name, last in v["last_loss"].items():
+        assert last < 0.5 * v["first_loss"][name], name
+        assert v["val_accuracy"][name] > 0.6, name
