@@ -100,7 +100,7 @@ def bad_files(tmp_path):
     (["--lr", "abc"], ["'abc' is not a number"]),
     (["--batch-size", "0"], ["batch_size=0 is not allowed"]),
     (["--dataset", "spirals", "--batch-size", "5000"], ["batch_size=5000 is larger than the"]),
-    (["--layers", "0"], ["layers=[0] is not allowed"]),
+    (["--layers", "0"], ["layers='0' is not allowed", "whole number >= 1"]),
     (["--layers", "10,x"], ["layers='10,x'"]),
     (["--optimizer", "lbfgs"], ["optimizer='lbfgs' is unknown"]),
     (["--dataset", "{tmp}/missing.npz"], ["missing.npz"]),

@@ -26,6 +26,12 @@ _LAZY = {
     "minimize": ("sgdlab.descent", "minimize"),
     "load_model": ("sgdlab.checkpoint", "load_model"),
     "save_model": ("sgdlab.checkpoint", "save_model"),
+    "Dense": ("sgdlab.layers", "Dense"),
+    "ReLU": ("sgdlab.layers", "ReLU"),
+    "Conv2D": ("sgdlab.conv", "Conv2D"),
+    "MaxPool2D": ("sgdlab.conv", "MaxPool2D"),
+    "AvgPool2D": ("sgdlab.conv", "AvgPool2D"),
+    "Flatten": ("sgdlab.conv", "Flatten"),
 }
 
 __all__ = ["MLP", "Sequential", "errors", *_LAZY]

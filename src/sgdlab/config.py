@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass, fields
 
 from .errors import ConfigError
+from .layerspec import parse_layers
 from .validation import check_number, check_whole_number
 
 CHOICES = {
@@ -27,7 +28,7 @@ class TrainConfig:
     """Every setting of a run.  ``validate()`` names any bad value and what is allowed."""
 
     dataset: str = "mnist"
-    layers: tuple = (100,)  # hidden layer sizes; input and output sizes come from the data
+    layers: tuple = (100,)  # hidden layers: sizes, or conv/pool items first (see sgdlab.layerspec)
     activation: str = "relu"
     loss: str = "softmax_cross_entropy"
     optimizer: str = "momentum"
@@ -67,7 +68,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is unknown: choose one of {', '.join(allowed)}")
-        self.layers = _parse_layers(self.layers)
+        self.layers = parse_layers(self.layers)
         check_number("lr", self.lr, low=0, low_open=True)
         check_number("momentum", self.momentum, low=0, high=1, high_open=True)
         check_whole_number("batch_size", self.batch_size, low=1)
@@ -131,23 +132,3 @@ class TrainConfig:
     def replace(self, **changes):
         """A validated copy with some settings changed (what a sweep does per trial)."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-
-def _parse_layers(value):
-    """'256,128' / [256, 128] / 100 -> (256, 128); '' or [] -> () (no hidden layer)."""
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        try:
-            value = [int(p) for p in parts]
-        except ValueError:
-            raise ConfigError(f"layers={value!r} is not allowed: give hidden sizes like 256,128") from None
-    elif isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    try:
-        sizes = tuple(value)
-    except TypeError:
-        raise ConfigError(f"layers={value!r} is not allowed: give hidden sizes like 256,128") from None
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ConfigError(f"layers={list(sizes)!r} is not allowed: every hidden size must be a whole number >= 1")
-    return sizes

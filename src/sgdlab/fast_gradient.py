@@ -68,14 +68,14 @@ ROW_LOSSES = {SoftmaxCrossEntropy: _row_loss_cross_entropy, MeanSquaredError: _r
 
 
 def _prepare(model, x, t):
-    """float64 2-D inputs and checked targets."""
+    """float64 inputs shaped (N, *model.input_shape) and checked targets."""
     x = np.asarray(x)
     if x.ndim == 0 or x.shape[0] == 0:
         raise DataError(f"x has shape {x.shape}: give at least one sample, shape (N, {model.n_in})")
     x = x.reshape(x.shape[0], -1)
     if x.shape[1] != model.n_in:
         raise DataError(f"input has {x.shape[1]} features per sample: this model expects {model.n_in}")
-    x = x.astype(np.float64)
+    x = x.reshape(x.shape[0], *model.input_shape).astype(np.float64)
     t = np.asarray(t)
     if t.shape[0:1] != x.shape[0:1]:
         raise DataError(f"t has {t.shape[0] if t.ndim else 0} rows but x has {x.shape[0]}: give one target per "

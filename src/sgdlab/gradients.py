@@ -34,7 +34,6 @@ import numpy as np
 from .errors import ConfigError
 from .fast_gradient import (CENTRAL_H, COMPLEX_H, EPS, METHODS, _float64_model, _prepare, model_numerical_gradient,
                             scaled_steps)
-from .layers import Dense
 from .validation import check_step
 
 __all__ = ["numerical_diff", "numerical_gradient", "scaled_steps", "model_numerical_gradient", "gradient_check",
@@ -145,13 +144,13 @@ class GradientCheckReport:
 
 
 def _tensors(model):
-    """(name, layer index, shape, slice) per parameter tensor in flat order (Dense: W then b)."""
+    """(name, layer index, shape, slice) per parameter tensor in flat order (Dense, Conv2D: W then b)."""
     for k, sl in model.param_slices:
         layer = model.layers[k]
-        if isinstance(layer, Dense):
-            n_w = layer.W.size
-            yield f"{k}:Dense.W", k, layer.W.shape, slice(sl.start, sl.start + n_w)
-            yield f"{k}:Dense.b", k, layer.b.shape, slice(sl.start + n_w, sl.stop)
+        if hasattr(layer, "W") and hasattr(layer, "b"):
+            n_w, kind = layer.W.size, type(layer).__name__
+            yield f"{k}:{kind}.W", k, layer.W.shape, slice(sl.start, sl.start + n_w)
+            yield f"{k}:{kind}.b", k, layer.b.shape, slice(sl.start + n_w, sl.stop)
         else:
             yield f"{k}:{type(layer).__name__}", k, (sl.stop - sl.start,), sl
 

@@ -31,12 +31,34 @@ class Buffered:
         view = self._views[key] = buf[: shape[0]]
         return view
 
+    def buffer_like(self, key, x, dtype=None):
+        """A reusable array shaped like ``x`` and laid out like it: a channels-last image batch
+        (an (N, C, H, W) view of (N, H, W, C) memory, what the conv layers hand on) stays channels-last,
+        so element-wise layers between them run over contiguous memory."""
+        dtype = x.dtype if dtype is None else dtype
+        if is_channels_last(x):
+            n, c, h, w = x.shape
+            return self.buffer(key + ":nhwc", (n, h, w, c), dtype).transpose(0, 3, 1, 2)
+        return self.buffer(key, x.shape, dtype)
+
+
+def is_channels_last(x):
+    """True for an (N, C, H, W) array whose memory is (N, H, W, C) C-order (and not also plain C-order)."""
+    return x.ndim == 4 and not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def memory_order(x):
+    """``x`` as the C-contiguous array its memory holds: (N, H, W, C) for a channels-last batch, else x."""
+    return x.transpose(0, 2, 3, 1) if is_channels_last(x) else x
+
 
 class Layer(Buffered):
     """Base: no parameters, ``forward(x, train)`` and ``backward(dy, need_dx)``."""
 
     size = 0  # how many entries of the flat parameter vector the layer takes
     state_names = ()  # non-parameter arrays the layer keeps (BatchNorm's running averages)
+    elementwise = False  # acts entry by entry, so it takes samples of any shape
+    decays_weights = False  # its W is in the weight-decay penalty (Dense, Conv2D)
 
     def bind(self, params, grads):
         """Take views of this layer's slice of the flat vectors (nothing for a parameter-free layer)."""
@@ -46,6 +68,15 @@ class Layer(Buffered):
 
     def out_features(self, n_in):
         return n_in
+
+    def output_shape(self, shape):
+        """The shape of one output sample for input samples of ``shape``; flat layers take (features,)."""
+        if self.elementwise:
+            return tuple(shape)
+        if len(shape) != 1:
+            raise ConfigError(f"{self!r} takes flat samples but gets samples shaped {tuple(shape)}: "
+                              f"put a Flatten() before it")
+        return (self.out_features(shape[0]),)
 
     def describe(self):
         """JSON-able description: enough to rebuild the layer."""
@@ -86,6 +117,8 @@ class Dense(Layer):
         self.shape = (int(n_in), int(n_out))
         self.size = n_in * n_out + n_out
         self.init_method = init
+
+    decays_weights = True
 
     def bind(self, params, grads):
         n_in, n_out = self.shape
@@ -132,17 +165,19 @@ class ReLU(Layer):
     on its non-finite loss.)
     """
 
+    elementwise = True
+
     def forward(self, x, train=False):
-        y = self.buffer("y", x.shape, x.dtype)
-        mask = self.buffer("mask", x.shape, x.real.dtype)
-        above = np.greater(x.real, 0, out=self.buffer("above", x.shape, np.bool_))
+        y = self.buffer_like("y", x)
+        mask = self.buffer_like("mask", x, x.real.dtype)
+        above = np.greater(x.real, 0, out=self.buffer_like("above", x, np.bool_))
         np.copyto(mask, above)
         np.multiply(x, mask, out=y)
         self.mask = mask
         return y
 
     def backward(self, dy, need_dx=True):
-        dx = self.buffer("dx", dy.shape, dy.dtype)
+        dx = self.buffer_like("dx", dy)
         np.multiply(dy, self.mask, out=dx)
         return dx
 
@@ -150,8 +185,10 @@ class ReLU(Layer):
 class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)).  Backward: dx = dy * y * (1 - y)."""
 
+    elementwise = True
+
     def forward(self, x, train=False):
-        y = self.buffer("y", x.shape, x.dtype)
+        y = self.buffer_like("y", x)
         np.negative(x, out=y)
         np.exp(y, out=y)
         y += 1
@@ -160,7 +197,7 @@ class Sigmoid(Layer):
         return y
 
     def backward(self, dy, need_dx=True):
-        dx = self.buffer("dx", dy.shape, dy.dtype)
+        dx = self.buffer_like("dx", dy)
         np.subtract(1, self.y, out=dx)
         dx *= self.y
         dx *= dy
@@ -170,14 +207,16 @@ class Sigmoid(Layer):
 class Tanh(Layer):
     """y = tanh(x).  Backward: dx = dy * (1 - y²)."""
 
+    elementwise = True
+
     def forward(self, x, train=False):
-        y = self.buffer("y", x.shape, x.dtype)
+        y = self.buffer_like("y", x)
         np.tanh(x, out=y)
         self.y = y
         return y
 
     def backward(self, dy, need_dx=True):
-        dx = self.buffer("dx", dy.shape, dy.dtype)
+        dx = self.buffer_like("dx", dy)
         np.multiply(self.y, self.y, out=dx)
         np.subtract(1, dx, out=dx)
         dx *= dy
@@ -192,6 +231,8 @@ class Dropout(Layer):
     ``freeze_mask = True`` to reuse the last mask: the train-mode forward is then a
     fixed function of x, so numerical gradients can be checked against backward.
     """
+
+    elementwise = True
 
     def __init__(self, rate=0.5, seed=0):
         super().__init__()
@@ -210,23 +251,23 @@ class Dropout(Layer):
         if not self.active:
             return x
         if not self.freeze_mask or self.mask is None:
-            mask = self.buffer("mask", x.shape, x.real.dtype)
-            self.rng.random(out=mask, dtype=mask.dtype)
-            keep = self.buffer("keep", x.shape, np.bool_)
+            mask = self.buffer_like("mask", x, x.real.dtype)
+            self.rng.random(out=memory_order(mask), dtype=mask.dtype)
+            keep = self.buffer_like("keep", x, np.bool_)
             np.greater_equal(mask, self.rate, out=keep)
             np.multiply(keep, 1.0 / (1.0 - self.rate), out=mask)
             self.mask = mask
         elif self.mask.shape != x.shape:
             raise ValueError(f"Dropout's frozen mask has shape {self.mask.shape} but the input has {x.shape}: "
                              f"unfreeze it or pass a batch of the same shape")
-        y = self.buffer("y", x.shape, x.dtype)
+        y = self.buffer_like("y", x)
         np.multiply(x, self.mask, out=y)
         return y
 
     def backward(self, dy, need_dx=True):
         if not self.active:
             return dy
-        dx = self.buffer("dx", dy.shape, dy.dtype)
+        dx = self.buffer_like("dx", dy)
         np.multiply(dy, self.mask, out=dx)
         return dx
 
@@ -325,12 +366,10 @@ ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 LAYERS = {"Dense": Dense, "ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Dropout": Dropout, "BatchNorm": BatchNorm}
 
 
-def layer_from_description(desc):
-    """Rebuild a layer from ``Layer.describe()`` output."""
+def layer_from_description(desc, types=LAYERS):
+    """Rebuild a layer from ``Layer.describe()`` output; ``types``: the layer classes by name."""
     desc = dict(desc)
     kind = desc.pop("type", None)
-    if kind not in LAYERS:
-        raise ValueError(f"layer type {kind!r} is unknown: allowed are {', '.join(LAYERS)}")
-    if kind == "Dense":
-        return Dense(desc["n_in"], desc["n_out"], init=desc.get("init", "he"))
-    return LAYERS[kind](**desc)
+    if kind not in types:
+        raise ValueError(f"layer type {kind!r} is unknown: allowed are {', '.join(types)}")
+    return types[kind](**desc)

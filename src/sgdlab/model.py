@@ -6,15 +6,21 @@
 ``params`` plus ``describe()``.
 """
 
+import math
+
 import numpy as np
 
 from .blas import axpy
 from .errors import ConfigError, DataError
+from .conv import CONV_LAYERS
 from .fast_gradient import model_numerical_gradient
-from .layers import ACTIVATIONS, BatchNorm, Dense, Dropout, layer_from_description
+from .layers import ACTIVATIONS, LAYERS, BatchNorm, Dense, Dropout, layer_from_description
 from .losses import LOSSES
 
-EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set
+EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set (at most)
+EVAL_BYTES = 128 << 20  # ... and about this much of layer outputs and im2col columns per pass at most
+
+LAYER_TYPES = {**LAYERS, **CONV_LAYERS}
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -33,11 +39,13 @@ def resolve_dtype(dtype):
 class Sequential:
     """Layers applied in order, then a loss.
 
-    Loss with L2 weight decay:  L = loss(y, t) + (weight_decay / 2) * sum over Dense W of ||W||².
+    Loss with L2 weight decay:  L = loss(y, t) + (weight_decay / 2) * sum over Dense and Conv2D W of ||W||².
+    ``input_shape``: one sample's shape, (features,) by default or (C, H, W) for images, which
+    then reach the layers as (N, C, H, W) (flat rows of C·H·W values are reshaped, no copy).
     """
 
     def __init__(self, layers, loss="softmax_cross_entropy", dtype=np.float32, seed=0, weight_decay=0.0,
-                 task=None):
+                 task=None, input_shape=None):
         if loss not in LOSSES:
             raise ConfigError(f"loss={loss!r} is unknown: use {' or '.join(LOSSES)}")
         if not (np.isfinite(weight_decay) and weight_decay >= 0):
@@ -53,10 +61,15 @@ class Sequential:
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if not dense:
             raise ConfigError("a model needs at least one Dense layer")
-        self.n_in, self.n_out = dense[0].shape[0], dense[-1].shape[1]
-        n = self.n_in
+        self.input_shape = self._check_input_shape(input_shape, dense[0])
+        self.n_in, self.n_out = math.prod(self.input_shape), dense[-1].shape[1]
+        shape, floats = self.input_shape, 0
         for layer in self.layers:
-            n = layer.out_features(n)
+            shape = layer.output_shape(shape)
+            floats += math.prod(shape) + getattr(layer, "columns_per_sample", 0)
+        if shape != (self.n_out,):
+            raise ConfigError(f"the last layer gives samples shaped {shape}: end the model with a Dense layer")
+        self.eval_rows = int(min(EVAL_CHUNK, max(64, EVAL_BYTES // (self.dtype.itemsize * floats))))
         size = sum(layer.size for layer in self.layers)
         self.params = np.zeros(size, dtype=self.dtype)
         self.grads = np.zeros(size, dtype=self.dtype)
@@ -64,6 +77,17 @@ class Sequential:
         rng = np.random.default_rng(seed)
         for layer in self.layers:
             layer.init(rng)
+
+    def _check_input_shape(self, input_shape, first_dense):
+        if input_shape is None:
+            if any(getattr(layer, "spatial", False) for layer in self.layers):
+                raise ConfigError("a model with convolution or pooling layers needs input_shape=(channels, height, "
+                                  "width), e.g. (1, 28, 28) for MNIST")
+            return (first_dense.shape[0],)
+        shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else (input_shape,)
+        if not shape or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in shape):
+            raise ConfigError(f"input_shape={input_shape!r} is not allowed: give whole numbers >= 1, e.g. (1, 28, 28)")
+        return tuple(int(n) for n in shape)
 
     def _bind(self):
         offset = 0
@@ -81,9 +105,12 @@ class Sequential:
 
     def _as_input(self, x):
         x = np.asarray(x)
-        x = x.reshape(x.shape[0], -1) if x.ndim != 2 else x
-        if x.shape[1] != self.n_in:
-            raise DataError(f"input has {x.shape[1]} features per sample: this model expects {self.n_in}")
+        if x.shape[1:] != self.input_shape:
+            n_features = math.prod(x.shape[1:])
+            if n_features != self.n_in:
+                raise DataError(f"input has {n_features} features per sample: this model expects {self.n_in}"
+                                + (f" (images {self.input_shape})" if len(self.input_shape) > 1 else ""))
+            x = x.reshape(x.shape[0], *self.input_shape)
         return x if x.dtype == self.params.dtype else x.astype(self.params.dtype)
 
     def forward(self, x, train=False):
@@ -95,12 +122,12 @@ class Sequential:
         return y
 
     def penalty(self):
-        """(weight_decay / 2) * sum of squared Dense weights."""
+        """(weight_decay / 2) * sum of squared Dense and Conv2D weights."""
         if not self.weight_decay:
             return 0.0
         total = 0.0
         for layer in self.layers:
-            if isinstance(layer, Dense):
+            if layer.decays_weights:
                 w = layer.W.ravel()
                 total = total + np.dot(w, w)
         return 0.5 * self.weight_decay * total
@@ -125,10 +152,10 @@ class Sequential:
         return float(loss), self.grads
 
     def _decayed(self):
-        """(W, dW) of every Dense layer as flat views, made once: the arrays weight decay touches."""
+        """(W, dW) of every Dense and Conv2D layer as flat views, made once: the arrays weight decay touches."""
         if self._decay is None:
             self._decay = [(layer.W.reshape(-1), layer.dW.reshape(-1)) for layer in self.layers
-                           if isinstance(layer, Dense)]
+                           if layer.decays_weights]
         return self._decay
 
     def numerical_gradient(self, x, t, h=None, method="central"):
@@ -147,23 +174,25 @@ class Sequential:
     def is_classifier(self):
         return self.task == "classification"
 
-    def predict(self, x, batch_size=EVAL_CHUNK):
+    def predict(self, x, batch_size=None):
         """Class labels (argmax) for a classifier, outputs for a regressor; fresh array, in chunks."""
         x = np.asarray(x)
+        batch_size = batch_size or self.eval_rows
         results = []
         for start in range(0, x.shape[0], batch_size):
             y = self.forward(x[start : start + batch_size])
             results.append(y.argmax(axis=1) if self.is_classifier else y.copy())
         return np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
 
-    def predict_proba(self, x, batch_size=EVAL_CHUNK):
+    def predict_proba(self, x, batch_size=None):
         """softmax of the output, in chunks."""
         x = np.asarray(x)
+        batch_size = batch_size or self.eval_rows
         out = [self.loss_layer.probabilities(self.forward(x[s : s + batch_size]).astype(np.float64))
                for s in range(0, x.shape[0], batch_size)]
         return np.concatenate(out)
 
-    def accuracy(self, x, t, batch_size=EVAL_CHUNK):
+    def accuracy(self, x, t, batch_size=None):
         """Fraction of samples whose predicted class equals the label (one-hot labels allowed)."""
         t = np.asarray(t)
         labels = t.argmax(axis=1) if t.ndim == 2 else t
@@ -174,10 +203,10 @@ class Sequential:
         """How many rows of the output y have their largest score at their integer label t (0 for float targets)."""
         return int(np.count_nonzero(y.argmax(axis=1) == t)) if t.ndim == 1 else 0
 
-    def evaluate(self, dataset, batch_size=EVAL_CHUNK):
+    def evaluate(self, dataset, batch_size=None):
         """(mean loss incl. weight decay, accuracy or None) over a whole Dataset, in large chunks."""
         total_loss, correct, n = 0.0, 0, 0
-        for xb, tb in dataset.chunks(batch_size):
+        for xb, tb in dataset.chunks(batch_size or self.eval_rows):
             y = self.forward(xb)
             total_loss += float(self.loss_layer.forward(y, tb)) * len(xb)
             correct += self.count_correct(y, tb)
@@ -197,14 +226,16 @@ class Sequential:
             "task": self.task,
             "dtype": self.dtype.name,
             "n_params": int(self.params.size),
+            **({"input_shape": list(self.input_shape)} if len(self.input_shape) > 1 else {}),
         }
 
     @classmethod
     def from_description(cls, desc, params=None):
         """Rebuild a model from ``describe()``; copy ``params`` in when given."""
-        layers = [layer_from_description(d) for d in desc["layers"]]
+        layers = [layer_from_description(d, LAYER_TYPES) for d in desc["layers"]]
         model = Sequential(layers, loss=desc["loss"], dtype=desc.get("dtype", "float32"),
-                           weight_decay=desc.get("weight_decay", 0.0), task=desc.get("task"))
+                           weight_decay=desc.get("weight_decay", 0.0), task=desc.get("task"),
+                           input_shape=desc.get("input_shape"))
         if params is not None:
             if params.shape != model.params.shape:
                 raise ValueError(f"{params.size} parameters do not fit this architecture's {model.params.size}")

@@ -5,6 +5,7 @@ This is what ``sgdlab train`` and every sweep trial call.
 """
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -40,12 +41,29 @@ def prepare_run_dir(out, overwrite=False):
     return out
 
 
-def build_model(config, n_features, n_outputs, task):
-    from .model import MLP
+def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
+    """The config's network for samples of ``sample_shape`` (a dataset's ``x.shape[1:]``, or a feature count).
 
-    return MLP([n_features, *config.layers, n_outputs], activation=config.activation, loss=config.loss,
-               seed=config.seed, dtype=config.dtype, weight_decay=config.weight_decay, task=task,
-               dropout=config.dropout, batch_norm=config.batch_norm)
+    Conv/pool items in ``config.layers`` need images: (C, H, W), or (H, W) as one channel.
+    """
+    from .layerspec import has_images, image_layers
+    from .model import MLP, Sequential
+
+    shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
+    n_features = math.prod(shape)
+    if not has_images(config.layers):
+        return MLP([n_features, *config.layers, n_outputs], activation=config.activation, loss=config.loss,
+                   seed=config.seed, dtype=config.dtype, weight_decay=config.weight_decay, task=task,
+                   dropout=config.dropout, batch_norm=config.batch_norm)
+    if len(shape) not in (2, 3):
+        raise ConfigError(f"layers={','.join(map(str, config.layers))!r} need images, but dataset "
+                          f"{dataset_name or config.dataset!r} has flat samples of {n_features} features: use mnist, "
+                          f"digits, or a file of (N, H, W) or (N, C, H, W) images")
+    shape = shape if len(shape) == 3 else (1, *shape)
+    layers = image_layers(config.layers, shape, n_outputs, activation=config.activation, dropout=config.dropout,
+                          batch_norm=config.batch_norm, seed=config.seed)
+    return Sequential(layers, loss=config.loss, dtype=config.dtype, seed=config.seed,
+                      weight_decay=config.weight_decay, task=task, input_shape=shape)
 
 
 def build_optimizer(config):
@@ -66,9 +84,11 @@ def build_schedule(config):
 def load_splits(config, cache_dir=None):
     """(train, val, test) for the config's dataset; val carved from train when the dataset has none."""
     from .data import load_dataset, train_val_split
+    from .layerspec import has_images
 
     splits = load_dataset(config.dataset, seed=config.seed, val_fraction=config.val_fraction,
-                          label_column=config.label_column, cache_dir=cache_dir)
+                          label_column=config.label_column, cache_dir=cache_dir,
+                          flatten=not has_images(config.layers))
     train, val = splits.train, splits.val
     if val is None:
         train, val = train_val_split(train, config.val_fraction, seed=config.seed)
@@ -142,7 +162,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     train, val, test = load_splits(config, cache_dir=cache_dir)
     task = "classification" if train.is_classification else "regression"
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
-    model = build_model(config, train.n_features, n_outputs, task)
+    model = build_model(config, train.x.shape[1:], n_outputs, task)
     optimizer = build_optimizer(config)
     callbacks = []
     if config.patience:

@@ -7,7 +7,9 @@ import typing
 
 FIELD_HELP = {
     "dataset": "mnist, digits, spirals, blobs, circles, xor, or a path to .npz / .npy / .csv (default mnist)",
-    "layers": "hidden layer sizes, e.g. 100 or 256,128 (default 100)",
+    "layers": "hidden layers, e.g. 100 or 256,128 (default 100); a conv net puts image layers first: convFkK "
+              "(F filters of KxK; add sS stride, pP padding), poolK (max), avgpoolK, e.g. "
+              "conv16k5,pool2,conv32k5,pool2,100",
     "activation": "relu | sigmoid | tanh",
     "loss": "softmax_cross_entropy | mse",
     "optimizer": "sgd | momentum (default) | nesterov | adagrad | rmsprop | adam | adamw",

@@ -26,18 +26,19 @@ __all__ = [
 ]
 
 
-def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cache_dir=None) -> Splits:
+def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cache_dir=None, flatten=True) -> Splits:
     """A dataset by name (mnist, digits, spirals, blobs, circles, xor), a store folder, or a file (load_arrays).
 
     MNIST keeps its fixed split (val_fraction is ignored); a synthetic set is drawn with 3x the
     default samples: one third becomes the test set, val_fraction of all the val set, the rest train.
     A store keeps its split ranges; without a val range its last val_fraction of train is the val set.
+    ``flatten=False``: MNIST and digits as images (n, 1, H, W); files and stores keep the shape they hold.
     """
     key = str(name_or_path).lower()
     if key == "mnist":
-        return load_mnist(cache_dir=cache_dir)
+        return load_mnist(cache_dir=cache_dir, flatten=flatten)
     if key == "digits":
-        return load_digits(val_fraction=val_fraction, test_fraction=0.2, seed=seed)
+        return load_digits(val_fraction=val_fraction, test_fraction=0.2, seed=seed, flatten=flatten)
     if key in _SYNTHETIC:
         ds = _SYNTHETIC[key](n_samples=900, seed=seed)
         return _split(ds, val_fraction, 1.0 / 3.0, seed)

@@ -485,8 +485,12 @@ def _digits_arrays():
     return bunch.data, bunch.target
 
 
-def load_digits(val_fraction=0.2, test_fraction=0.2, seed=0) -> Splits:
-    """scikit-learn's bundled 8x8 digits (1797 samples, 64 features = pixels / 16 in [0, 1]), split seeded."""
+def load_digits(val_fraction=0.2, test_fraction=0.2, seed=0, flatten=True) -> Splits:
+    """scikit-learn's bundled 8x8 digits (1797 samples, 64 features = pixels / 16 in [0, 1]), split seeded.
+
+    ``flatten=False`` keeps the images, x (n, 1, 8, 8), for conv nets."""
     x, t = _digits_arrays()
+    if not flatten:
+        x = x.reshape(-1, 1, 8, 8)
     ds = Dataset((x / 16.0).astype(np.float32), t.astype(np.int64), n_classes=10, name="digits")
     return _split(ds, val_fraction, test_fraction, seed)

