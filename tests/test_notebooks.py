@@ -26,6 +26,7 @@ FIGURES = {
     "02_gradient_descent": 3,
     "03_minibatch_sgd_mnist": 4,
     "04_local_minima_and_momentum": 3,
+    "05_overfitting": 3,
 }
 MNIST = {"03_minibatch_sgd_mnist", "05_overfitting"}  # train on MNIST: marked slow
 
@@ -188,3 +189,14 @@ def test_04_local_minima_and_momentum(run, lang):
     for name, last in v["last_loss"].items():
         assert last < 0.5 * v["first_loss"][name], name
         assert v["val_accuracy"][name] > 0.6, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_05_overfitting(run, lang):
+    _, v = run("05_overfitting", lang)
+    assert v["plain_train_accuracy"] == 1.0 and v["plain_gap"] > 0.15  # memorised, far from the test set
+    assert v["early_stopped_at"] < v["EPOCHS"] and v["early_test_accuracy"] > v["plain_test_accuracy"] - 0.03
+    gaps = v["gaps"]
+    assert gaps["weight decay 0.1"] < gaps["plain"] - 0.03
+    assert gaps["dropout 0.2"] < gaps["plain"]
