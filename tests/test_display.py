@@ -64,3 +64,24 @@ def test_sweep_results_render_ranked_with_the_winner_in_bold():
     assert ">0.1</td>" in bold_row and ">0.9</td>" in bold_row  # the first ok row, not the first row
     assert str(results) == format_table(results)
     assert SweepResults([])._repr_html_() == "<p>(no trials)</p>"
+
+
+def test_fit_shows_a_progress_bar_in_a_notebook_and_none_in_a_log(spirals, monkeypatch):
+    from sgdlab.training import Trainer
+
+    train, _ = spirals
+
+    def shows_a_bar():
+        trainer = Trainer(sl.MLP([2, 4, 3]), train, SGD(lr=0.1), epochs=1)  # progress=None: the default
+        progress = trainer._progress_bar()
+        shown = not progress.disable
+        progress.close()
+        return shown
+
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    assert not shows_a_bar()  # pytest's stderr is not a terminal: no bar in a log file
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object(), config={})
+    ipython.version_info = (9, 0, 0, "")
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    assert shows_a_bar()

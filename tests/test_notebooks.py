@@ -5,7 +5,6 @@ Numbers are read from the kernel after the run (a probe cell appended in memory 
 notebook's variables as JSON), never from stored outputs: the committed files have none.
 """
 
-import functools
 import io
 import json
 import pathlib
@@ -63,9 +62,17 @@ def path_of(name, lang):
     return FOLDER / f"{name}.{lang}.ipynb"
 
 
-@functools.cache
+_executed = {}  # (name, lang) -> (notebook, values): each notebook runs once per session, for all its tests
+
+
 def executed(name, lang, workdir):
     """(the executed notebook without the probe, {variable: value} read from its kernel)."""
+    if (name, lang) not in _executed:
+        _executed[name, lang] = execute(name, lang, workdir)
+    return _executed[name, lang]
+
+
+def execute(name, lang, workdir):
     notebook = nbformat.read(path_of(name, lang), as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
@@ -79,6 +86,11 @@ def executed(name, lang, workdir):
 @pytest.fixture
 def run(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SGDLAB_QUICK", "1")
+    # One BLAS thread in the kernels: the notebooks' matrices are small (batches of 100 x 100 units), where a
+    # second thread only adds hand-offs, and on a busy machine threads crawl (notebook 5's plain run: 1.9 s
+    # with one, 24 s with two, at load 12 on 2 cores).
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")
     workdir = str(tmp_path_factory.mktemp("notebook-runs"))
 
     def run_notebook(name, lang):
