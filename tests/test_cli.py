@@ -133,6 +133,7 @@ def test_gradcheck_passes_on_digits():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # MNIST
 def test_default_train_is_the_main_job_on_mnist(tmp_path):
     """README's first command: `sgdlab train` with no flags reaches >= 97.5% test accuracy on MNIST."""
     result = sgdlab("train", "--quiet", cwd=tmp_path)
@@ -146,12 +147,13 @@ def test_default_train_is_the_main_job_on_mnist(tmp_path):
 
 @pytest.mark.parametrize("patience", [None, 1])
 def test_summary_accuracies_are_those_of_the_saved_model(tmp_path, patience):
-    """Without a restore the last evaluation is reused; after restore_best the restored model is measured."""
+    """Without a restore the last evaluation is reused; after restore_best the restored model is measured.
+    (With full train metrics: running ones are the batches' means, which summary.json then reports as they are.)"""
     from sgdlab.config import TrainConfig
     from sgdlab.run import load_splits, train_run
 
     config = TrainConfig(dataset="spirals", layers=(16,), optimizer="sgd", lr=2.0, batch_size=10, epochs=12,
-                         patience=patience)
+                         patience=patience, train_metrics="full")
     summary = train_run(config, tmp_path / "run", quiet=True, pictures=False)
     train, val, _ = load_splits(config)
     model = load_model(tmp_path / "run" / "model.safetensors")

@@ -108,6 +108,11 @@ def _fmt(value):
     return str(value)
 
 
+def csv_value(value):
+    """A metric as metrics.csv holds it, read back as a float (6 decimals; 6 significant digits below 1e-3)."""
+    return float(_fmt(float(value)))
+
+
 def overfitting_onset(history, metric="loss", min_delta=0.0, window=5):
     """The epoch where overfitting begins: from it on, validation no longer improves while training still does.
 

@@ -113,7 +113,7 @@ class Dense(Layer):
     def __init__(self, n_in, n_out, init="he"):
         super().__init__()
         if init not in ("he", "xavier"):
-            raise ValueError(f"init={init!r} is unknown: use 'he' or 'xavier'")
+            raise ConfigError(f"init={init!r} is unknown: use 'he' or 'xavier'")
         self.shape = (int(n_in), int(n_out))
         self.size = n_in * n_out + n_out
         self.init_method = init
@@ -133,7 +133,7 @@ class Dense(Layer):
 
     def out_features(self, n_in):
         if n_in != self.shape[0]:
-            raise ValueError(f"Dense{self.shape} got {n_in} input features: it expects {self.shape[0]}")
+            raise ConfigError(f"Dense{self.shape} got {n_in} input features: it expects {self.shape[0]}")
         return self.shape[1]
 
     def describe(self):
@@ -258,7 +258,7 @@ class Dropout(Layer):
             np.multiply(keep, 1.0 / (1.0 - self.rate), out=mask)
             self.mask = mask
         elif self.mask.shape != x.shape:
-            raise ValueError(f"Dropout's frozen mask has shape {self.mask.shape} but the input has {x.shape}: "
+            raise ConfigError(f"Dropout's frozen mask has shape {self.mask.shape} but the input has {x.shape}: "
                              f"unfreeze it or pass a batch of the same shape")
         y = self.buffer_like("y", x)
         np.multiply(x, self.mask, out=y)
@@ -310,7 +310,7 @@ class BatchNorm(Layer):
 
     def out_features(self, n_in):
         if n_in != self.n:
-            raise ValueError(f"BatchNorm({self.n}) got {n_in} input features: it expects {self.n}")
+            raise ConfigError(f"BatchNorm({self.n}) got {n_in} input features: it expects {self.n}")
         return n_in
 
     def describe(self):
@@ -371,5 +371,5 @@ def layer_from_description(desc, types=LAYERS):
     desc = dict(desc)
     kind = desc.pop("type", None)
     if kind not in types:
-        raise ValueError(f"layer type {kind!r} is unknown: allowed are {', '.join(types)}")
+        raise ConfigError(f"layer type {kind!r} is unknown: allowed are {', '.join(types)}")
     return types[kind](**desc)

@@ -16,8 +16,8 @@ from .conv import CONV_LAYERS
 from .fast_gradient import model_numerical_gradient
 from .layers import ACTIVATIONS, LAYERS, BatchNorm, Dense, Dropout, layer_from_description
 from .losses import LOSSES
+from .memory import EVAL_CHUNK, check_fits
 
-EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set (at most)
 EVAL_BYTES = 128 << 20  # ... and about this much of layer outputs and im2col columns per pass at most
 
 LAYER_TYPES = {**LAYERS, **CONV_LAYERS}
@@ -71,6 +71,7 @@ class Sequential:
             raise ConfigError(f"the last layer gives samples shaped {shape}: end the model with a Dense layer")
         self.eval_rows = int(min(EVAL_CHUNK, max(64, EVAL_BYTES // (self.dtype.itemsize * floats))))
         size = sum(layer.size for layer in self.layers)
+        check_fits(f"a model of {size:,} parameters (and its gradients)", 2 * size * self.dtype.itemsize)
         self.params = np.zeros(size, dtype=self.dtype)
         self.grads = np.zeros(size, dtype=self.dtype)
         self._bind()
@@ -185,7 +186,10 @@ class Sequential:
         return np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
 
     def predict_proba(self, x, batch_size=None):
-        """softmax of the output, in chunks."""
+        """Class probabilities (softmax or sigmoid of the output), in chunks; for classifiers only."""
+        if not self.is_classifier:
+            raise ConfigError(f"predict_proba is for classifiers: this model is a regressor (loss "
+                              f"{self.loss_layer.name!r}); use predict for its outputs")
         x = np.asarray(x)
         batch_size = batch_size or self.eval_rows
         out = [self.loss_layer.probabilities(self.forward(x[s : s + batch_size]).astype(np.float64))
@@ -204,7 +208,10 @@ class Sequential:
         return int(np.count_nonzero(y.argmax(axis=1) == t)) if t.ndim == 1 else 0
 
     def evaluate(self, dataset, batch_size=None):
-        """(mean loss incl. weight decay, accuracy or None) over a whole Dataset, in large chunks."""
+        """(mean loss incl. weight decay, accuracy or None) over a whole Dataset or (x, t), in large chunks."""
+        from .data import as_dataset
+
+        dataset = as_dataset(dataset, "evaluation")
         total_loss, correct, n = 0.0, 0, 0
         for xb, tb in dataset.chunks(batch_size or self.eval_rows):
             y = self.forward(xb)

@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..errors import SgdlabError
-from .args import FIELD_HELP, number_type
+from .args import field_help, number_type
 
 
 def read_inputs(path, n_features):
@@ -126,10 +126,10 @@ def add_parser(sub):
     predict.add_argument("--out", help="write to FILE (.npy, else comma-separated text) instead of printing")
     evaluate = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a dataset",
                               description="Load MODEL and print loss and accuracy on each split of DATASET.")
-    evaluate.add_argument("--dataset", required=True, help=FIELD_HELP["dataset"])
+    evaluate.add_argument("--dataset", required=True, help=field_help("dataset"))
     evaluate.add_argument("--seed", type=number_type(int), default=0, help="seed of the train/val split (default 0)")
-    evaluate.add_argument("--val-fraction", type=number_type(float), default=0.1, help=FIELD_HELP["val_fraction"])
-    evaluate.add_argument("--label-column", help=FIELD_HELP["label_column"])
+    evaluate.add_argument("--val-fraction", type=number_type(float), default=0.1, help=field_help("val_fraction"))
+    evaluate.add_argument("--label-column", help=field_help("label_column"))
     for p, handler in ((predict, cmd_predict), (evaluate, cmd_evaluate)):
         p.add_argument("--model", required=True, help="a model.safetensors written by sgdlab")
         p.set_defaults(handler=handler)

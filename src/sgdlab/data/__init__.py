@@ -8,7 +8,7 @@ Nothing here can run code from a file.
 
 from pathlib import Path
 
-from sgdlab.errors import DataError
+from sgdlab.errors import ConfigError, DataError
 
 from .converters import SYNTH_NAMES, convert, synth_mnist_shifted
 from .datasets import (_SYNTHETIC, DATASET_NAMES, Dataset, Splits, _split, load_digits, make_blobs, make_circles,
@@ -18,12 +18,21 @@ from .mnist import MNIST_PICKLE_SHA256, load_mnist, load_mnist_pickle, read_idx
 from .store import STORE_FORMAT, StoreWriter, is_store, open_store, read_meta, verify_store
 
 __all__ = [
-    "Dataset", "Splits", "load_mnist", "load_mnist_pickle", "read_idx", "load_digits",
+    "Dataset", "Splits", "as_dataset", "load_mnist", "load_mnist_pickle", "read_idx", "load_digits",
     "make_spirals", "make_blobs", "make_circles", "make_xor", "load_arrays",
     "train_val_split", "load_dataset", "DATASET_NAMES", "MNIST_PICKLE_SHA256",
     "STORE_FORMAT", "StoreWriter", "is_store", "open_store", "read_meta", "verify_store",
     "convert", "synth_mnist_shifted", "SYNTH_NAMES",
 ]
+
+
+def as_dataset(data, role="training"):
+    """A Dataset as it is, or a pair ``(x, t)`` of arrays wrapped in one; anything else is refused by name."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return Dataset(data[0], data[1], name=role)
+    raise ConfigError(f"the {role} data is a {type(data).__name__}: give a sgdlab.Dataset or a pair (x, t) of arrays")
 
 
 def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cache_dir=None, flatten=True) -> Splits:

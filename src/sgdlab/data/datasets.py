@@ -43,7 +43,7 @@ class Dataset:
 
     def __init__(self, x, t, scale=None, n_classes=None, name=""):
         x = x if isinstance(x, np.ndarray) else np.asarray(x)
-        t = t if isinstance(t, np.ndarray) else np.asarray(t)
+        t = as_targets(t if isinstance(t, np.ndarray) else np.asarray(t))
         _check_x(x)
         n_classes = _check_t(t, len(x), n_classes)
         if scale is None and x.dtype == np.uint8:
@@ -293,6 +293,11 @@ def _trusted(x, t, scale, n_classes, name) -> Dataset:
     return ds
 
 
+def as_targets(t):
+    """1-D float targets (what scikit-learn, pandas and NumPy users have) are one output: a (n, 1) view."""
+    return t[:, None] if t.ndim == 1 and t.dtype.kind == "f" else t
+
+
 def _check_x(x):
     if x.ndim < 1 or len(x) == 0:
         raise DataError(f"x has shape {x.shape}: need at least one sample, shape (n, *features) with n > 0")
@@ -348,9 +353,6 @@ def _check_t(t, n, n_classes):
         return int(n_classes)
     if t.dtype.kind != "f":
         raise DataError(f"t has dtype {t.dtype}: use integer labels or float targets")
-    if t.ndim == 1:
-        raise DataError(f"t is 1-D {t.dtype}: use (n,) integer labels (t.astype(int)) or (n, k) float "
-                        "targets (t[:, None])")
     _check_finite(t, "t")
     if n_classes is not None and not (t.ndim == 2 and t.shape[1] == n_classes):
         raise DataError(f"n_classes={n_classes} does not fit float targets of shape {t.shape}: "

@@ -28,7 +28,7 @@ import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
 
-from .datasets import Splits, _check_t, _trusted
+from .datasets import Splits, _check_t, _trusted, as_targets
 
 STORE_FORMAT = "sgdlab.store/1"
 X_DTYPES = ("uint8", "float32")
@@ -295,6 +295,7 @@ def open_store(path, val_fraction=None) -> Splits:
     if _sampled_digest(folder) != meta["checksum"]["sampled_sha256"]:
         raise DataError(f"{folder} fails its checksum (headers, sizes and sampled pieces differ from when it was "
                         "written): the files changed; convert the store again")
+    t = as_targets(t)
     try:
         n_classes = _check_t(t, len(x), meta.get("n_classes"))
     except DataError as e:
