@@ -85,3 +85,17 @@ def test_fit_shows_a_progress_bar_in_a_notebook_and_none_in_a_log(spirals, monke
     ipython.version_info = (9, 0, 0, "")
     monkeypatch.setitem(sys.modules, "IPython", ipython)
     assert shows_a_bar()
+
+
+def test_sgdlab_figures_leave_a_notebooks_pyplot_backend_alone():
+    """Drawing with sgdlab.plots must not switch the kernel's inline backend to Agg (the user's plt plots vanish)."""
+    import os
+    import subprocess
+
+    code = ("import matplotlib, matplotlib.pyplot as plt, sgdlab as sl\n"
+            "h = sl.History(); h.iteration_loss = [2.0, 1.0]\n"
+            "sl.plots.loss_curve(h)\n"
+            "print(matplotlib.get_backend())")
+    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("module://matplotlib_inline.backend_inline")
