@@ -107,6 +107,8 @@ def save_model(model, path, metadata=None):
     if not hasattr(model, "describe") and hasattr(path, "describe"):
         raise ConfigError("save_model takes (model, path): call save_model(model, path), model first")
     meta = {"format": MODEL_FORMAT, "architecture": json.dumps(model.describe())}
+    if getattr(model, "classes", None) is not None:
+        meta["classes"] = json.dumps(model.classes.tolist())       # also in the architecture: here for readers
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
     if not np.all(np.isfinite(model.params)):

@@ -28,12 +28,26 @@ SUMMARY_KEYS = ("status", "best_epoch", "stopped_reason", "epochs_run", "train_a
 EXIT_CODES = {"completed": 0, "early_stopped": 0, "diverged": 1, "interrupted": 130}
 
 
-def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
+def build_model(config, sample_shape, n_outputs, task, dataset_name=None, train=None):
     """The config's network for samples of ``sample_shape`` (a dataset's ``x.shape[1:]``, or a feature count).
 
     Conv/pool items in ``config.layers`` need images: (C, H, W), or (H, W) as one channel.  An MLP whose
-    training cannot fit in memory is refused before anything is allocated.
+    training cannot fit in memory is refused before anything is allocated.  Given the training split, the
+    model also keeps the data's classes and column encoding, and (``standardize``) its Standardize layer
+    measures the mean and std on it.
     """
+    model = _network(config, sample_shape, n_outputs, task, dataset_name)
+    if train is not None:
+        if task == "classification" and train.classes is not None:
+            model.classes = np.asarray(train.classes)
+        if train.columns is not None:
+            model.inputs = train.columns.describe()
+        if config.standardize:
+            model.layers[0].adapt(train)
+    return model
+
+
+def _network(config, sample_shape, n_outputs, task, dataset_name):
     from .layerspec import has_images, image_layers
     from .memory import check_training_fits
     from .model import MLP, Sequential
@@ -47,7 +61,10 @@ def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
         check_training_fits(sizes, config.batch_size, np.dtype(config.dtype).itemsize,
                             len(OPTIMIZERS[config.optimizer].buffers))
         return MLP(sizes, activation=config.activation, loss=config.loss, seed=config.seed, dtype=config.dtype,
-                   weight_decay=weight_decay, task=task, dropout=config.dropout, batch_norm=config.batch_norm)
+                   weight_decay=weight_decay, task=task, dropout=config.dropout, batch_norm=config.batch_norm,
+                   standardize=config.standardize)
+    if config.standardize:
+        raise ConfigError("standardize scales flat features (tables): drop it for a conv net on images")
     if len(shape) not in (2, 3):
         raise ConfigError(f"layers={','.join(map(str, config.layers))!r} need images, but dataset "
                           f"{dataset_name or config.dataset!r} has flat samples of {n_features} features: use mnist, "
@@ -57,6 +74,24 @@ def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
                           batch_norm=config.batch_norm, seed=config.seed)
     return Sequential(layers, loss=config.loss, dtype=config.dtype, seed=config.seed,
                       weight_decay=weight_decay, task=task, input_shape=shape)
+
+
+SCALE_HINT_RATIO = 100.0
+
+
+def scale_hint(train):
+    """A one-line hint when float features' standard deviations differ by more than SCALE_HINT_RATIO, else None."""
+    if train.scale is not None or train.x.dtype.kind != "f":
+        return None
+    from .layers import Standardize
+
+    sample = train.batch(np.arange(min(len(train), 20_000)))[0]    # a look, not a pass over a large store
+    std = Standardize(train.n_features).adapt(sample).std
+    varying = std[std != 1.0]
+    if len(varying) < 2 or varying.max() <= SCALE_HINT_RATIO * varying.min():
+        return None
+    return (f"hint: feature scales differ by {varying.max() / varying.min():.0f}x (std {varying.min():.3g} to "
+            f"{varying.max():.3g}): pass --standardize to scale them inside the model")
 
 
 def build_optimizer(config):
@@ -80,7 +115,8 @@ def load_splits(config, cache_dir=None):
 
     splits = load_dataset(config.dataset, seed=config.seed, val_fraction=config.val_fraction,
                           label_column=config.label_column, cache_dir=cache_dir,
-                          flatten=not has_images(config.layers))
+                          flatten=not has_images(config.layers), test_fraction=config.test_fraction,
+                          features=config.features, drop=config.drop, impute=config.impute)
     train, val = splits.train, splits.val
     if val is None:
         train, val = train_val_split(train, config.val_fraction, seed=config.seed)
@@ -181,7 +217,11 @@ def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, ca
         config = config.replace(lr=config.learning_rate())  # config.json records the lr it trained with
     task = "classification" if train.is_classification else "regression"
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
-    model = build_model(config, train.x.shape[1:], n_outputs, task)
+    model = build_model(config, train.x.shape[1:], n_outputs, task, train=train)
+    if not quiet and not config.standardize and not resume:
+        hint = scale_hint(train)
+        if hint:
+            print(hint, file=sys.stderr)
     optimizer = build_optimizer(config)
     extra_callbacks, callbacks = list(callbacks), []
     if config.patience:
@@ -280,6 +320,14 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
         "n_params": int(model.params.size),
         "overfitting_onset_epoch": overfitting_onset(history),
     }
+    report_split = test if test is not None else val
+    report = None
+    if report_split is not None:
+        from .metrics import model_report
+
+        report = model_report(model, report_split)
+        summary["report_split"] = "test" if test is not None else "val"
+        summary["classification_report" if model.is_classifier else "regression_report"] = report
     save_model(model, os.path.join(out, "model.safetensors"),
                metadata={"config": config.to_dict(), "status": history.status})
     write_json_atomic(os.path.join(out, "summary.json"), summary)
@@ -293,6 +341,10 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
     with atomic_path(os.path.join(out, "accuracy.png")) as tmp:
         plots.accuracy_curves(history, onset_epoch=summary["overfitting_onset_epoch"]).savefig(
             tmp, dpi=110, format="png")
+    if report is not None and model.is_classifier:
+        with atomic_path(os.path.join(out, "confusion.png")) as tmp:
+            plots.confusion_matrix(report, title=f"Confusion matrix ({summary['report_split']} split)").savefig(
+                tmp, dpi=110, format="png")
     return summary
 
 
@@ -308,6 +360,14 @@ def print_summary(summary, out, stream=None):
     print(f"best epoch {summary['best_epoch']} ({summary.get('monitor')}), "
           f"test accuracy {'n/a' if acc is None else f'{acc:.4f}'}, {summary['seconds']:.1f}s of training",
           file=stream)
+    report = summary.get("classification_report")
+    if report:
+        print(f"{summary['report_split']} macro F1 {report['macro avg']['f1']:.4f}, weighted F1 "
+              f"{report['weighted avg']['f1']:.4f} (per class: summary.json, confusion.png)", file=stream)
+    if summary.get("regression_report"):
+        from .metrics import format_report
+
+        print(f"{summary['report_split']} {format_report(summary['regression_report'])}", file=stream)
     print(f"run folder: {out} (config.json, metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png)",
           file=stream)
     if summary.get("checkpoint"):

@@ -90,6 +90,8 @@ class Trainer:
         if validation is not None:
             validation = as_dataset(validation, "validation")
             check_data_fits(model, validation, "validation")
+        if model.is_classifier and model.classes is None and getattr(train, "classes", None) is not None:
+            model.classes = np.asarray(train.classes)      # the labels the data came with: predict gives them back
         self.model, self.train, self.optimizer, self.validation = model, train, optimizer, validation
         self.callbacks = list(callbacks)
         self.metrics = dict(metrics or {})

@@ -1,8 +1,6 @@
 """Reading run folders and sweeps under one root, never outside it, while they may still be growing."""
 
-import csv
 import importlib.util
-import math
 import os
 import re
 import stat
@@ -10,6 +8,7 @@ from http import HTTPStatus
 
 from ..errors import ConfigError, SgdlabError
 from ..safetensors_io import load_json_text
+from ..tables import number_or_text, records
 from .limits import MAX_RUNS, BadRequest
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+,-]{0,127}$")
@@ -66,7 +65,7 @@ def read_json(path, max_bytes=1 << 20):
 def read_csv_rows(path, max_bytes=16 << 20):
     """Rows of a CSV as dicts of float/None/str; a last line without its newline (being written) is ignored.
 
-    A stray CR, a NUL or an unterminated quote drops the rows it spoils, never the file."""
+    Read only from a regular file (a FIFO named metrics.csv must not block the board)."""
     raw = read_regular(path, max_bytes)
     if raw is None:
         return []
@@ -74,29 +73,7 @@ def read_csv_rows(path, max_bytes=16 << 20):
         raw = raw[: raw.rfind(b"\n", 0, max_bytes) + 1]
     if not raw.endswith(b"\n"):
         raw = raw[: raw.rfind(b"\n") + 1]
-    lines = []
-    for text in raw.decode("utf-8", errors="replace").split("\n"):
-        try:
-            lines.extend(csv.reader([text.replace("\x00", "")]))
-        except csv.Error:
-            continue
-    lines = [line for line in lines if line]
-    if not lines:
-        return []
-    header = lines[0]
-    return [{k: _cell(v) for k, v in zip(header, line)} for line in lines[1:] if len(line) == len(header)]
-
-
-def _cell(text):
-    if text == "":
-        return None
-    if len(text) > 64:                                  # a 4000-digit "number" is text, and parsing it costs
-        return text[:64]
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return value if math.isfinite(value) else None
+    return records(raw, number_or_text)
 
 
 class RunStore:

@@ -33,27 +33,6 @@ def check_fits_dtype(a, dtype, what, scale=None):
 def check_class_count(k, source):
     """``k`` classes (an output layer of k units) if 1 <= k <= MAX_CLASSES; else DataError naming it."""
     if not 1 <= k <= MAX_CLASSES:
-        raise DataError(f"{source} asks for {k} classes, more than the {MAX_CLASSES} allowed: labels must be "
-                        f"integers 0..k-1 (map them to 0..k-1 first)")
+        raise DataError(f"{source} ask for {k} classes, more than the {MAX_CLASSES} allowed: a label column with "
+                        f"that many values is not a classification target")
     return int(k)
-
-
-def classes_from_labels(*ts, where="the labels"):
-    """k for integer labels that are exactly 0..k-1 over all ``ts`` (every class seen); DataError otherwise.
-
-    Inferring k as max + 1 from labels with gaps would build an output unit per missing class
-    (one label of 10^8 in a 60-row file asked for 24 GB).
-    """
-    seen = np.unique(np.concatenate([np.unique(np.asarray(t)) for t in ts]))
-    if seen.size == 0:
-        return None
-    lo, hi = int(seen[0]), int(seen[-1])
-    if lo < 0:
-        raise DataError(f"{where}: label {lo} is negative: labels must be integers 0..k-1")
-    k = check_class_count(hi + 1, f"{where}: label {hi}")
-    if seen.size != k:
-        missing = np.setdiff1d(np.arange(k), seen)[:5].tolist()
-        raise DataError(f"{where}: labels go up to {hi} but only {seen.size} distinct values appear "
-                        f"(missing e.g. {missing}): labels must be 0..k-1 with every class present; "
-                        f"map them to 0..k-1 first")
-    return k

@@ -359,4 +359,7 @@ def open_store(path, val_fraction=None) -> Splits:
         ranges["train"], ranges["val"] = [a, b - n_val], [b - n_val, b]
     name = meta.get("name") or folder.name
     parts = {k: _trusted(x[a:b], t[a:b], scale, n_classes, name) for k, (a, b) in ranges.items()}
+    if meta.get("class_names") and len(meta["class_names"]) == n_classes:
+        for part in parts.values():
+            part.classes = np.array(meta["class_names"])
     return Splits(parts["train"], parts.get("val"), parts.get("test"))
