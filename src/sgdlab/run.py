@@ -124,17 +124,17 @@ def load_splits(config, cache_dir=None):
 
 
 @contextmanager
-def stop_on_signals(trainer):
-    """SIGINT/SIGTERM finish the current iteration and stop the trainer as ``interrupted``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def handle_stop_signals(on_signal):
+    """SIGINT/SIGTERM call ``on_signal(signum, count)`` (main thread only; elsewhere nothing is installed);
+    yields the list of signals received.  The previous handlers come back at the end."""
     received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
 
     def handler(signum, frame):
-        name = signal.Signals(signum).name
         received.append(signum)
-        trainer.stop("interrupted", f"{name} received at iteration {trainer.iteration}")
+        on_signal(signum, len(received))
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -142,6 +142,12 @@ def stop_on_signals(trainer):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def stop_on_signals(trainer):
+    """SIGINT/SIGTERM finish the current iteration and stop the trainer as ``interrupted``."""
+    return handle_stop_signals(lambda signum, count: trainer.stop(
+        "interrupted", f"{signal.Signals(signum).name} received at iteration {trainer.iteration}"))
 
 
 def read_resume_checkpoint(out):
@@ -252,6 +258,7 @@ def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, ca
         except (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError) as exc:
             raise CheckpointError(f"{checkpoint_path!r} holds a training state that does not fit this run "
                                   f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        check_history(trainer.history, checkpoint_path)
         remove_stale_temporaries(out)
     else:
         claim.clear()
@@ -279,6 +286,21 @@ def auto_sampling(config, train, stream=None):
         where = "an on-disk store: blocks of rows, read ahead" if sampling == "block-shuffle" else "data in memory"
         print(f"sampling auto -> {sampling}{' with prefetch' if prefetch else ''} ({where})", file=stream)
     return config.replace(sampling=sampling, prefetch=prefetch)
+
+
+def check_history(history, where):
+    """A resumed History's rows are dicts of the metric columns holding numbers (or None), its losses numbers."""
+    from .history import METRIC_COLUMNS
+
+    def number(v):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    rows_ok = isinstance(history.rows, list) and all(
+        isinstance(r, dict) and all(c in r and number(r[c]) for c in METRIC_COLUMNS) for r in history.rows)
+    losses_ok = isinstance(history.iteration_loss, list) and all(number(v) for v in history.iteration_loss)
+    if not (rows_ok and losses_ok):
+        raise CheckpointError(f"{where!r} holds a history whose rows or losses are not numbers by metric: "
+                              f"it was edited or damaged")
 
 
 class LiveMetrics(Callback):

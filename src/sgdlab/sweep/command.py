@@ -3,8 +3,6 @@
 import os
 import signal
 import sys
-import threading
-from contextlib import contextmanager
 
 from ..config import TrainConfig
 from ..errors import ConfigError
@@ -98,26 +96,16 @@ class SweepInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived: the sweep stops its workers and keeps the finished trials."""
 
 
-@contextmanager
 def stop_on_signals():
-    """SIGINT/SIGTERM raise SweepInterrupted in the main thread (the workers are then stopped by
-    ``Sweep.run``); yields the list the signal numbers go to."""
-    received = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
+    """SIGINT/SIGTERM raise SweepInterrupted in the main thread (``Sweep.run`` then stops the workers);
+    a second signal while it cleans up is only counted."""
+    from ..run import handle_stop_signals
 
-    def handler(signum, frame):
-        received.append(signum)
-        if len(received) == 1:
+    def interrupt(signum, count):
+        if count == 1:
             raise SweepInterrupted
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+    return handle_stop_signals(interrupt)
 
 
 def _run_sweep(base, space, out, workers, scheduler, resume, overwrite, halving, min_epochs, slow_threshold,
