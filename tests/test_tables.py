@@ -213,6 +213,7 @@ def test_wine_with_class_names_standardized_reaches_090_and_predict_prints_names
     assert summary["test_accuracy"] >= 0.9
     report = summary["classification_report"]
     assert set(report["classes"]) == {"class_0", "class_1", "class_2"} and report["macro avg"]["support"] == 18
+    assert [report["classes"][c]["support"] for c in ("class_0", "class_1", "class_2")] == [6, 7, 5]  # 59:71:48
     assert (tmp_path / "std" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = sgdlab("predict", "--model", tmp_path / "std" / "model.safetensors", wine_csv)
     predicted = shown.stdout.split()
@@ -315,3 +316,14 @@ def test_convert_keeps_text_classes_from_csv_and_parquet(wine_csv, tmp_path):
         assert meta["class_names"] == ["class_0", "class_1", "class_2"] and meta["n"] == 178
         train = open_store(tmp_path / source.suffix[1:]).train
         assert train.classes.tolist() == meta["class_names"] and train.x.shape[1] == 13
+
+
+def test_scale_hint_only_where_magnitudes_differ_over_100x():
+    from sgdlab.data import Dataset, load_dataset
+    from sgdlab.run import scale_hint
+
+    assert scale_hint(load_dataset("digits").train) is None                     # rare pixels are not a scale
+    x = np.column_stack([np.linspace(0, 1, 50), np.linspace(0, 150, 50), np.full(50, 1e6)])  # constant: ignored
+    assert scale_hint(Dataset(x, np.arange(50) % 2)) == "hint: feature scales differ by 150x (largest |x| per " \
+        "column from 1 to 150): pass --standardize to scale them inside the model"
+    assert scale_hint(Dataset(x[:, :2] / [1, 2], np.arange(50) % 2)) is None
