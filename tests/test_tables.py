@@ -89,6 +89,9 @@ def test_fit_arrays_with_string_labels_keeps_the_classes():
     fit(model, train, Momentum(lr=0.1), batch_size=10, epochs=20, progress=False)
     assert model.classes.tolist() == ["blue", "green", "red"]
     assert np.mean(model.predict(x) == names) > 0.9 and model.accuracy(x, names) > 0.9
+    paired = MLP([2, 8, 3], seed=0)
+    fit(paired, (x.astype(np.float32), names), Momentum(lr=0.1), batch_size=10, epochs=20, progress=False)
+    np.testing.assert_array_equal(paired.predict(x), model.predict(x))         # a pair (x, t) the same way
 
 
 # ---------------------------------------------------------------- Standardize
