@@ -330,3 +330,10 @@ def test_scale_hint_only_where_magnitudes_differ_over_100x():
     assert scale_hint(Dataset(x, np.arange(50) % 2)) == "hint: feature scales differ by 150x (largest |x| per " \
         "column from 1 to 150): pass --standardize to scale them inside the model"
     assert scale_hint(Dataset(x[:, :2] / [1, 2], np.arange(50) % 2)) is None
+
+
+def test_sweep_takes_column_lists_as_one_value():
+    from sgdlab.sweep.space import parse_values
+
+    assert parse_values("features", "a,b") == "a,b"
+    assert parse_values("drop", "id/id,name").values == ("id", "id,name")       # alternatives: '/'
