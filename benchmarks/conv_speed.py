@@ -13,8 +13,9 @@ both.  Prints, with the CPU model:
   before (data loaded and libraries imported);
 * where an sgdlab iteration goes: each layer's forward and backward timed through its public
   methods, the conv layers' matrix products timed alone at the same shapes; GEMM = those + Dense
-  layers, im2col/col2im = the conv layers' remaining time, pooling = pool layers, rest = the timed
-  iteration minus all of these (ReLU, Flatten, loss, optimizer step, batch gathering).
+  layers, im2col/col2im = the conv layers' remaining time (with bias and weight reordering),
+  pooling = pool layers, rest = a whole iteration timed in the same loop minus all of these
+  (ReLU, Flatten, loss, optimizer step, batch gathering).
 
     python benchmarks/conv_speed.py --epochs 3 --threads 2
 
@@ -159,11 +160,25 @@ def rss_growth(tool, threads, iterations):
 
 
 def time_shares(runner, batches=30):
-    """{GEMM, im2col/col2im, pooling, rest}: seconds per iteration, from the layers' public methods."""
-    model, rng = runner.model, np.random.default_rng(0)
-    x, t = runner.data.train.batch(rng.integers(0, len(runner.data.train), BATCH))
-    layer_time = np.zeros((len(model.layers), 2))
+    """({GEMM, im2col/col2im, pooling, rest}, iteration): seconds, from public methods, measured together.
+
+    An iteration (gather a batch, ``model.gradient``, ``optimizer.update``) is timed in the same loop as
+    the layers' forward and backward passes, so a machine whose speed changes moves both alike.
+    """
+    model, rng, train = runner.model, np.random.default_rng(0), runner.data.train
+    optimizer = Momentum(lr=1e-9, momentum=MOMENTUM)  # a real update that leaves the trained model as it is
+    layer_time, iteration = np.zeros((len(model.layers), 3)), 0.0  # forward, backward, the GEMMs alone
+    gemms = {k: conv_gemms(layer, need_dx=k > 0) for k, layer in enumerate(model.layers) if isinstance(layer, Conv2D)}
     for _ in range(batches):
+        for k, products in gemms.items():
+            t0 = time.perf_counter()
+            products()
+            layer_time[k, 2] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        x, t = train.batch(rng.integers(0, len(train), BATCH))
+        model.gradient(x, t)
+        optimizer.update(model.params, model.grads)
+        iteration += time.perf_counter() - t0
         y = x.reshape(BATCH, *model.input_shape)
         for k, layer in enumerate(model.layers):
             t0 = time.perf_counter()
@@ -176,34 +191,36 @@ def time_shares(runner, batches=30):
             dy = model.layers[k].backward(dy, need_dx=k > 0)
             layer_time[k, 1] += time.perf_counter() - t0
     layer_time /= batches
+    iteration /= batches
     shares = {"GEMM": 0.0, "im2col/col2im": 0.0, "pooling": 0.0}
     for k, layer in enumerate(model.layers):
-        total = layer_time[k].sum()
+        total, gemm = layer_time[k, :2].sum(), layer_time[k, 2]
         if isinstance(layer, Dense):
             shares["GEMM"] += total
         elif isinstance(layer, Conv2D):
-            gemm = conv_gemm_seconds(layer, need_dx=k > 0, batches=batches)
             shares["GEMM"] += gemm
             shares["im2col/col2im"] += max(total - gemm, 0.0)
         elif type(layer).__name__.endswith("Pool2D"):
             shares["pooling"] += total
-    return shares
+    shares["rest"] = max(iteration - sum(shares.values()), 0.0)
+    return shares, iteration
 
 
-def conv_gemm_seconds(layer, need_dx, batches):
+def conv_gemms(layer, need_dx):
     """The conv layer's matrix products alone, same shapes: forward, dW and (unless first) the input gradient."""
     (kh, kw), (oh, ow) = layer.kernel, layer.out_hw
     rows, k, o = BATCH * oh * ow, kh * kw * layer.in_channels, layer.out_channels
     rng = np.random.default_rng(0)
     cols, w, dy = (rng.random(s, dtype=np.float32) for s in ((rows, k), (k, o), (rows, o)))
     y, dw, dcols = np.empty((rows, o), np.float32), np.empty((k, o), np.float32), np.empty((rows, k), np.float32)
-    t0 = time.perf_counter()
-    for _ in range(batches):
+
+    def products():
         np.matmul(cols, w, out=y)
         np.matmul(cols.T, dy, out=dw)
         if need_dx:
             np.matmul(dy, w.T, out=dcols)
-    return (time.perf_counter() - t0) / batches
+
+    return products
 
 
 def main():
@@ -231,7 +248,7 @@ def main():
             print(f"epoch {epoch + 1}: " + "  ".join(
                 f"{r.name} {accuracy[k][-1]:.4f}" + (f" ({seconds[k][-1]:.2f} s)" if epoch else " (warm-up)")
                 for k, r in enumerate(runners)), flush=True)
-        shares = time_shares(runners[0])
+        shares, iteration = time_shares(runners[0])
     growth = [rss_growth(tool, args.threads, args.rss_iterations) for tool in TOOLS]
     print(f"\nchapter 7 conv net, batch {BATCH}, {args.epochs} epochs each, the first a warm-up")
     print(f"{'tool':<16}{'s/epoch med':>12}{'min':>8}{'max':>8}{'test acc':>10}{'peak RSS +MB':>14}")
@@ -244,9 +261,7 @@ def main():
         print(f"sgdlab / pytorch: s/epoch {statistics.median(seconds[0]) / statistics.median(seconds[1]):.2f}x "
               f"(per epoch pair {', '.join(f'{r:.2f}' for r in ratios)}), accuracy "
               f"{100 * (accuracy[0][-1] - accuracy[1][-1]):+.2f} points, RSS growth {growth[0] / growth[1]:.2f}x")
-    iteration = statistics.median(seconds[0]) / -(-len(data.train) // BATCH) if seconds[0] else float("nan")
-    shares["rest"] = max(iteration - sum(shares.values()), 0.0)
-    print(f"an sgdlab iteration, {1e3 * iteration:.1f} ms: " + ", ".join(
+    print(f"an sgdlab iteration (timed apart, {1e3 * iteration:.1f} ms): " + ", ".join(
         f"{name} {100 * value / iteration:.0f}% ({1e3 * value:.1f} ms)" for name, value in shares.items()))
 
 
