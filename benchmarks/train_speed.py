@@ -1,7 +1,8 @@
 """Training speed side by side: sgdlab vs PyTorch (CPU) vs scikit-learn's MLPClassifier.
 
 The same network, trained the same way (SGD, no momentum, lr 0.1, MNIST 50k,
-float32, same batch size and thread count), timed in one process.  Prints
+float32, same batch size and thread count), timed in one process.  sgdlab is
+called as a user calls it: ``sl.fit`` with its defaults, one call per epoch.  Prints
 seconds per epoch (median of ``--repeats`` epochs after a warm-up epoch; the tools'
 epochs interleaved), test accuracy after the timed epochs, peak memory growth,
 the ratio to sgdlab, and the matrix-product limit: the time the forward/backward
@@ -29,7 +30,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import sgdlab as sl
 from sgdlab.data import load_mnist
 from sgdlab.optimizers import SGD
-from sgdlab.training import Trainer
 
 CONFIGS = {"small": ([784, 100, 10], 100), "large": ([784, 512, 512, 10], 128)}
 LR = 0.1
@@ -77,26 +77,25 @@ class GemmLimit:
 
 
 class SgdlabRunner:
-    """sgdlab's Trainer, one epoch per ``epoch()`` call (evaluation off: training alone, as for the others)."""
+    """sgdlab as a user calls it: ``sl.fit(model, data.train, optimizer, batch_size=..., epochs=1)`` per epoch, with
+    fit's defaults (running train metrics, automatic sampling); no validation set, as for the others."""
 
     name = "sgdlab"
 
     def __init__(self, sizes, batch, data, x, t, threads):
-        self.model, self.test = sl.MLP(sizes, seed=0), data.test
-        self.trainer = Trainer(self.model, data.train, SGD(LR), batch_size=batch, epochs=10**6, progress=False)
-        self.trainer._evaluate = lambda: None
-        self.trainer.total_iterations = 0
+        self.model, self.data, self.batch = sl.MLP(sizes, seed=0), data, batch
+        self.optimizer = SGD(lr=LR)
+        self.seed = 0
 
     def epoch(self):
-        trainer = self.trainer
-        trainer.total_iterations += trainer.iterations_per_epoch
-        trainer._stop = None
+        self.seed += 1  # a new permutation each epoch, as the others draw
         t0 = time.perf_counter()
-        trainer.run()
+        sl.fit(self.model, self.data.train, self.optimizer, batch_size=self.batch, epochs=1, seed=self.seed,
+               progress=False)
         return time.perf_counter() - t0
 
     def accuracy(self, xt, tt):
-        return self.model.evaluate(self.test)[1]
+        return self.model.evaluate(self.data.test)[1]
 
 
 class TorchRunner:
@@ -192,16 +191,24 @@ def compare(sizes, batch, repeats, data, x, t, xt, tt, threads):
 
 
 def overhead(data, n=3000):
-    """Microseconds per iteration with a 784-8-10 net, where the matrix products are tiny."""
+    """Microseconds per iteration with a 784-8-10 net, where the matrix products are tiny (``sl.fit``, defaults)."""
     model = sl.MLP([784, 8, 10], seed=0)
     results = []
     for _ in range(5):
-        trainer = Trainer(model, data.train, SGD(LR), batch_size=100, iterations=n, progress=False)
-        trainer._evaluate = lambda: None
         t0 = time.perf_counter()
-        trainer.run()
+        sl.fit(model, data.train, SGD(LR), batch_size=100, iterations=n, progress=False)
         results.append((time.perf_counter() - t0) / n * 1e6)
     return statistics.median(results)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or "unknown"
 
 
 def main():
@@ -225,6 +232,7 @@ def main():
             *rows, (_, limit, _, _) = compare(sizes, batch, args.repeats, data, x, t, xt, tt, args.threads)
             print(f"\n{'-'.join(map(str, sizes))}, batch {batch}, {args.repeats + 1} epochs each "
                   f"(first is warm-up, then interleaved, the GEMM limit's too); GEMM limit {limit:.3f} s/epoch")
+            print(f"CPU: {cpu_model()}")
             print(f"{'tool':<22}{'s/epoch':>9}{'test acc':>10}{'peak MB +':>11}{'vs sgdlab':>11}")
             ours = rows[0][1]
             for tool, sec, acc, mem in rows:

@@ -13,7 +13,7 @@ from sgdlab.errors import CheckpointError
 def test_model_round_trip_is_exact(tmp_path):
     model = MLP([6, 5, 4, 3], activation="tanh", weight_decay=0.01, seed=2)
     path = tmp_path / "model.safetensors"
-    save_model(path, model, metadata={"note": "hello", "epochs": 3})
+    save_model(model, path, metadata={"note": "hello", "epochs": 3})
     loaded = load_model(path)
     np.testing.assert_array_equal(loaded.params, model.params)
     assert loaded.describe() == model.describe()
@@ -33,7 +33,7 @@ def test_transposed_arrays_survive_safetensors(tmp_path):
 
 def test_truncated_file_is_refused(tmp_path):
     path = tmp_path / "model.safetensors"
-    save_model(path, MLP([4, 3, 2]))
+    save_model(MLP([4, 3, 2]), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
@@ -74,7 +74,7 @@ def test_nan_parameters_are_never_saved(tmp_path):
     model = MLP([3, 2])
     model.params[0] = np.nan
     with pytest.raises(CheckpointError, match="NaN"):
-        save_model(tmp_path / "m.safetensors", model)
+        save_model(model, tmp_path / "m.safetensors")
     assert not any(tmp_path.iterdir())
 
 
@@ -91,7 +91,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_read_safetensors_exposes_metadata(tmp_path):
-    save_model(tmp_path / "m.safetensors", MLP([3, 2]), metadata={"k": "v"})
+    save_model(MLP([3, 2]), tmp_path / "m.safetensors", metadata={"k": "v"})
     tensors, meta = read_safetensors(tmp_path / "m.safetensors")
     assert set(tensors) == {"layers.0.W", "layers.0.b"} and meta["k"] == "v"
 
@@ -202,7 +202,7 @@ def test_other_format_versions_and_models_are_refused(tmp_path):
     save_file(tensors, tmp_path / "v2.safetensors", metadata={**meta, "format": "sgdlab.checkpoint/2"})
     with pytest.raises(CheckpointError, match="checkpoint format 'sgdlab.checkpoint/2'.*reads 'sgdlab.checkpoint/1'"):
         load_checkpoint(tmp_path / "v2.safetensors")
-    save_model(tmp_path / "m.safetensors", MLP([2, 3]))
+    save_model(MLP([2, 3]), tmp_path / "m.safetensors")
     with pytest.raises(CheckpointError, match="not an sgdlab checkpoint"):
         load_checkpoint(tmp_path / "m.safetensors")
     with pytest.raises(CheckpointError, match="not an sgdlab model"):

@@ -89,7 +89,7 @@ def bad_files(tmp_path):
     nan_x = x.copy()
     nan_x[3, 1] = np.nan
     np.savez(tmp_path / "nan.npz", x=nan_x, t=np.arange(40) % 2)
-    np.savez(tmp_path / "neg.npz", x=x, t=np.where(np.arange(40) == 5, -1, np.arange(40) % 2))
+    np.savez(tmp_path / "one.npz", x=x, t=np.full(40, -1))
     np.savez(tmp_path / "short.npz", x=x, t=np.arange(39) % 2)
     return tmp_path
 
@@ -105,7 +105,7 @@ def bad_files(tmp_path):
     (["--optimizer", "lbfgs"], ["optimizer='lbfgs' is unknown"]),
     (["--dataset", "{tmp}/missing.npz"], ["missing.npz"]),
     (["--dataset", "{tmp}/nan.npz"], ["NaN"]),
-    (["--dataset", "{tmp}/neg.npz"], ["-1"]),
+    (["--dataset", "{tmp}/one.npz"], ["one class only", "-1"]),   # -1 alone: one class (-1/1 labels are fine)
     (["--dataset", "{tmp}/short.npz"], ["40", "39"]),
     (["--config", "{tmp}/none.toml"], ["does not exist"]),
     (["--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
@@ -133,6 +133,7 @@ def test_gradcheck_passes_on_digits():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # MNIST
 def test_default_train_is_the_main_job_on_mnist(tmp_path):
     """README's first command: `sgdlab train` with no flags reaches >= 97.5% test accuracy on MNIST."""
     result = sgdlab("train", "--quiet", cwd=tmp_path)
@@ -146,12 +147,13 @@ def test_default_train_is_the_main_job_on_mnist(tmp_path):
 
 @pytest.mark.parametrize("patience", [None, 1])
 def test_summary_accuracies_are_those_of_the_saved_model(tmp_path, patience):
-    """Without a restore the last evaluation is reused; after restore_best the restored model is measured."""
+    """Without a restore the last evaluation is reused; after restore_best the restored model is measured.
+    (With full train metrics: running ones are the batches' means, which summary.json then reports as they are.)"""
     from sgdlab.config import TrainConfig
     from sgdlab.run import load_splits, train_run
 
     config = TrainConfig(dataset="spirals", layers=(16,), optimizer="sgd", lr=2.0, batch_size=10, epochs=12,
-                         patience=patience)
+                         patience=patience, train_metrics="full")
     summary = train_run(config, tmp_path / "run", quiet=True, pictures=False)
     train, val, _ = load_splits(config)
     model = load_model(tmp_path / "run" / "model.safetensors")

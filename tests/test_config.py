@@ -64,7 +64,14 @@ values = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(list(TrainConfig.__dataclass_fields__) + ["bogus"]), values, max_size=4))
 def test_any_mapping_builds_a_config_or_raises_config_error(d):
+    """A mapping is refused with a ConfigError naming one of its keys, or built keeping every value it gave."""
     try:
-        TrainConfig.from_dict(d)
-    except ConfigError:
-        pass
+        config = TrainConfig.from_dict(d)
+    except ConfigError as exc:
+        assert any(repr(k) in str(exc) or f"{k}=" in str(exc) for k in d), (d, str(exc))
+        return
+    built = config.to_dict()
+    for key, value in d.items():
+        if key != "layers":
+            assert built[key] == value and type(built[key]) is type(value), (key, value, built[key])
+    assert TrainConfig.from_dict(built) == config

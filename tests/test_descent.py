@@ -192,6 +192,7 @@ def test_local_minima_demo(tmp_path, drawn):
     json.dumps(result)
 
 
+@pytest.mark.slow  # MNIST
 def test_mnist_optimizers_demo(tmp_path, drawn):
     result = demos.mnist_optimizers(tmp_path, quick=True)
     assert_legible(drawn, result["files"])

@@ -90,3 +90,13 @@ def test_buffers_are_reused_between_calls_and_never_alias_the_input():
 def test_dense_rejects_unknown_init():
     with pytest.raises(ValueError, match="init='lecun'"):
         Dense(2, 2, init="lecun")
+
+
+def test_layer_errors_are_config_errors_like_every_other_setting():
+    from sgdlab.errors import ConfigError
+    from sgdlab.layers import layer_from_description
+
+    with pytest.raises(ConfigError, match="init='lecun'"):
+        Dense(2, 2, init="lecun")
+    with pytest.raises(ConfigError, match="layer type 'Magic' is unknown"):
+        layer_from_description({"type": "Magic"})

@@ -208,7 +208,7 @@ def test_running_averages_are_saved_loaded_and_copied(tmp_path):
     fit(model, train, SGD(0.1), batch_size=20, epochs=2, progress=False)
     bn = model.layers[1]
     assert not np.allclose(bn.running_var, 1.0)
-    save_model(tmp_path / "m.safetensors", model)
+    save_model(model, tmp_path / "m.safetensors")
     tensors, _ = read_safetensors(tmp_path / "m.safetensors")
     assert {"layers.1.running_mean", "layers.1.running_var", "layers.5.running_mean"} <= set(tensors)
     assert "layers.1.gamma" in tensors
@@ -390,6 +390,7 @@ def test_cli_refuses_bad_regularisation_flags(tmp_path, flag, value, message):
 
 # -- the demo --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # MNIST
 def test_overfitting_demo_quick(tmp_path):
     from sgdlab.demos.overfitting import PATIENCE, overfitting
 

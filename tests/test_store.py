@@ -59,6 +59,7 @@ def small_store(tmp_path):
 
 # ---------------------------------------------------------------- conversion
 
+@pytest.mark.slow  # MNIST
 def test_idx_files_gzip_and_plain_convert_to_exactly_load_mnists_arrays(tmp_path, mnist):
     src = tmp_path / "idx"
     src.mkdir()
@@ -347,6 +348,7 @@ def test_block_shuffle_draws_every_sample_once_per_epoch_from_few_blocks():
 
 # ---------------------------------------------------------------- synth and training end to end
 
+@pytest.mark.slow  # MNIST
 def test_synth_mnist_shifted_is_seeded_and_mnist_like(tmp_path, mnist):
     meta = synth_mnist_shifted(tmp_path / "a", 3000, seed=4, val_samples=500, test_samples=200, progress=False)
     assert meta["splits"] == {"train": [0, 3000], "val": [3000, 3500], "test": [3500, 3700]}

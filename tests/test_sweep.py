@@ -203,7 +203,7 @@ def test_range_test_suggests_an_lr_and_then_trains_it(tmp_path):
     winner = json.loads((out / "winner" / "config.json").read_text())
     assert info["suggested_lr"] < float(rows[info["blowup_iteration"]]["lr"]) / 10
     assert winner["lr"] == pytest.approx(info["suggested_lr"], rel=5e-3) and winner["epochs"] == 3  # 3 digits
-    assert winner["train_metrics"] == "full"  # the winner trains with train's defaults, not the trials'
+    assert winner["train_metrics"] == "running"  # the winner trains with train's defaults (running too, since #17)
     again = sgdlab("sweep", *SMALL, "--lr", "0.1", "--train-metrics", "full", "--out", str(tmp_path / "one"))
     assert again.returncode == 0, again.stderr
     trial, = (tmp_path / "one" / "trials").iterdir()

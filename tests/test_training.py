@@ -63,7 +63,7 @@ def test_running_train_metrics_are_the_batches_seen_since_the_last_evaluation(sp
         assert row["train_acc"] == correct / seen
     assert np.array_equal(model.params, replay.params)
     full = fit(MLP([2, 8, 3], seed=2, dtype="float64"), train, SGD(0.2), batch_size=batch, epochs=epochs,
-               validation=val, seed=5, gradient=gradient, progress=False)
+               validation=val, seed=5, gradient=gradient, train_metrics="full", progress=False)
     assert [r["val_loss"] for r in full.rows] == [r["val_loss"] for r in history.rows]  # validation: unchanged
     assert [r["train_loss"] for r in full.rows] != [r["train_loss"] for r in history.rows]
 

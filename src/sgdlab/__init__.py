@@ -6,6 +6,7 @@
 """
 
 from . import errors
+from .errors import CheckpointError, ConfigError, DataError, RunExistsError, SgdlabError
 from .model import MLP, Sequential
 
 __version__ = "0.1.0"
@@ -15,7 +16,18 @@ _LAZY = {
     "data": ("sgdlab.data", None),
     "optimizers": ("sgdlab.optimizers", None),
     "plots": ("sgdlab.plots", None),
+    "layers": ("sgdlab.layers", None),
     "fit": ("sgdlab.training", "fit"),
+    "Trainer": ("sgdlab.training", "Trainer"),
+    "Callback": ("sgdlab.training", "Callback"),
+    "Dataset": ("sgdlab.data", "Dataset"),
+    "Splits": ("sgdlab.data", "Splits"),
+    "Dense": ("sgdlab.layers", "Dense"),
+    "ReLU": ("sgdlab.layers", "ReLU"),
+    "Sigmoid": ("sgdlab.layers", "Sigmoid"),
+    "Tanh": ("sgdlab.layers", "Tanh"),
+    "Dropout": ("sgdlab.layers", "Dropout"),
+    "BatchNorm": ("sgdlab.layers", "BatchNorm"),
     "History": ("sgdlab.training", "History"),
     "EarlyStopping": ("sgdlab.training", "EarlyStopping"),
     "LivePlot": ("sgdlab.liveplot", "LivePlot"),
@@ -26,6 +38,8 @@ _LAZY = {
     "minimize": ("sgdlab.descent", "minimize"),
     "load_model": ("sgdlab.checkpoint", "load_model"),
     "save_model": ("sgdlab.checkpoint", "save_model"),
+    "export_onnx": ("sgdlab.onnx_export", "export_onnx"),
+    "TensorBoard": ("sgdlab.tensorboard_log", "TensorBoard"),
     "Dense": ("sgdlab.layers", "Dense"),
     "ReLU": ("sgdlab.layers", "ReLU"),
     "Conv2D": ("sgdlab.conv", "Conv2D"),
@@ -34,7 +48,13 @@ _LAZY = {
     "Flatten": ("sgdlab.conv", "Flatten"),
 }
 
-__all__ = ["MLP", "Sequential", "errors", *_LAZY]
+__all__ = ["MLP", "Sequential", "errors", "SgdlabError", "ConfigError", "DataError", "CheckpointError",
+           "RunExistsError", *_LAZY]
+
+
+def __dir__():
+    """Every public name, the lazily loaded ones included (tab completion, help(sgdlab))."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name):

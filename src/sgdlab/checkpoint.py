@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 MODEL_FORMAT = "sgdlab.model/1"
 CHECKPOINT_FORMAT = "sgdlab.checkpoint/1"
@@ -86,9 +86,17 @@ def model_tensors(model):
     return tensors
 
 
-def save_model(path, model, metadata=None):
-    """Write ``model`` to ``path`` (.safetensors): tensors per layer + architecture in the metadata."""
+def save_model(model, path, metadata=None):
+    """Write ``model`` to ``path`` (.safetensors): tensors per layer + architecture in the metadata.
+
+    The argument order is Keras's and PyTorch's (``torch.save(obj, f)``); the old ``(path, model)`` order
+    is refused with a message that says the new one.
+    """
+    if not hasattr(model, "describe") and hasattr(path, "describe"):
+        raise ConfigError("save_model takes (model, path): call save_model(model, path), model first")
     meta = {"format": MODEL_FORMAT, "architecture": json.dumps(model.describe())}
+    if getattr(model, "classes", None) is not None:
+        meta["classes"] = json.dumps(model.classes.tolist())       # also in the architecture: here for readers
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
     if not np.all(np.isfinite(model.params)):

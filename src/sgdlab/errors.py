@@ -21,6 +21,10 @@ class CheckpointError(SgdlabError):
     """A model or checkpoint file is truncated, tampered with, or incompatible."""
 
 
+class ExportError(SgdlabError):
+    """A model cannot be written in another format (a layer ONNX export cannot express, a missing package)."""
+
+
 class RunExistsError(SgdlabError):
     """The run folder exists and neither overwrite nor resume was asked for."""
 

@@ -65,7 +65,10 @@ def parse_item(item):
 def parse_layers(value):
     """'conv16k5,pool2,100' / ['conv16k5', 'pool2', 100] / 100 -> ('conv16k5', 'pool2', 100); '' -> ()."""
     if isinstance(value, str):
-        items = [p for p in value.split(",") if p.strip()]
+        items = value.split(",") if value.strip() else []
+        if any(not p.strip() for p in items):
+            raise ConfigError(f"layers={value!r} is not allowed: an empty item between commas; give a list such as "
+                              f"256,128 or conv16k5,pool2,100")
     elif isinstance(value, int) and not isinstance(value, bool):
         items = [value]
     else:

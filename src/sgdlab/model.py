@@ -14,10 +14,10 @@ from .blas import axpy
 from .errors import ConfigError, DataError
 from .conv import CONV_LAYERS
 from .fast_gradient import model_numerical_gradient
-from .layers import ACTIVATIONS, LAYERS, BatchNorm, Dense, Dropout, layer_from_description
+from .layers import ACTIVATIONS, LAYERS, BatchNorm, Dense, Dropout, Standardize, layer_from_description
 from .losses import LOSSES
+from .memory import EVAL_CHUNK, check_fits
 
-EVAL_CHUNK = 10_000  # rows per forward pass when evaluating a whole set (at most)
 EVAL_BYTES = 128 << 20  # ... and about this much of layer outputs and im2col columns per pass at most
 
 LAYER_TYPES = {**LAYERS, **CONV_LAYERS}
@@ -58,6 +58,8 @@ class Sequential:
         if self.task not in ("classification", "regression"):
             raise ConfigError(f"task={task!r} is unknown: use 'classification' or 'regression'")
         self.dtype = resolve_dtype(dtype)
+        self.classes = None  # the original class labels (output k predicts classes[k]); None: k itself
+        self.inputs = None   # how a table's named columns become x (``data.frame.Columns.describe()``)
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if not dense:
             raise ConfigError("a model needs at least one Dense layer")
@@ -71,6 +73,7 @@ class Sequential:
             raise ConfigError(f"the last layer gives samples shaped {shape}: end the model with a Dense layer")
         self.eval_rows = int(min(EVAL_CHUNK, max(64, EVAL_BYTES // (self.dtype.itemsize * floats))))
         size = sum(layer.size for layer in self.layers)
+        check_fits(f"a model of {size:,} parameters (and its gradients)", 2 * size * self.dtype.itemsize)
         self.params = np.zeros(size, dtype=self.dtype)
         self.grads = np.zeros(size, dtype=self.dtype)
         self._bind()
@@ -174,18 +177,28 @@ class Sequential:
     def is_classifier(self):
         return self.task == "classification"
 
+    @property
+    def feature_names(self):
+        """The names of the table columns the model was trained on (None when it was trained on arrays)."""
+        return None if self.inputs is None else list(self.inputs["names"])
+
     def predict(self, x, batch_size=None):
-        """Class labels (argmax) for a classifier, outputs for a regressor; fresh array, in chunks."""
+        """Class labels (argmax, as ``classes[k]`` when the model keeps its classes) for a classifier, outputs
+        for a regressor; fresh array, in chunks."""
         x = np.asarray(x)
         batch_size = batch_size or self.eval_rows
         results = []
         for start in range(0, x.shape[0], batch_size):
             y = self.forward(x[start : start + batch_size])
             results.append(y.argmax(axis=1) if self.is_classifier else y.copy())
-        return np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
+        k = np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
+        return k if self.classes is None or not self.is_classifier else self.classes[k]
 
     def predict_proba(self, x, batch_size=None):
-        """softmax of the output, in chunks."""
+        """Class probabilities (softmax or sigmoid of the output), in chunks; for classifiers only."""
+        if not self.is_classifier:
+            raise ConfigError(f"predict_proba is for classifiers: this model is a regressor (loss "
+                              f"{self.loss_layer.name!r}); use predict for its outputs")
         x = np.asarray(x)
         batch_size = batch_size or self.eval_rows
         out = [self.loss_layer.probabilities(self.forward(x[s : s + batch_size]).astype(np.float64))
@@ -193,7 +206,8 @@ class Sequential:
         return np.concatenate(out)
 
     def accuracy(self, x, t, batch_size=None):
-        """Fraction of samples whose predicted class equals the label (one-hot labels allowed)."""
+        """Fraction of samples whose predicted class equals the label (one-hot labels allowed; labels as
+        ``predict`` gives them)."""
         t = np.asarray(t)
         labels = t.argmax(axis=1) if t.ndim == 2 else t
         return float(np.mean(self.predict(x, batch_size) == labels))
@@ -204,7 +218,10 @@ class Sequential:
         return int(np.count_nonzero(y.argmax(axis=1) == t)) if t.ndim == 1 else 0
 
     def evaluate(self, dataset, batch_size=None):
-        """(mean loss incl. weight decay, accuracy or None) over a whole Dataset, in large chunks."""
+        """(mean loss incl. weight decay, accuracy or None) over a whole Dataset or (x, t), in large chunks."""
+        from .data import as_dataset
+
+        dataset = as_dataset(dataset, "evaluation")
         total_loss, correct, n = 0.0, 0, 0
         for xb, tb in dataset.chunks(batch_size or self.eval_rows):
             y = self.forward(xb)
@@ -226,6 +243,8 @@ class Sequential:
             "task": self.task,
             "dtype": self.dtype.name,
             "n_params": int(self.params.size),
+            **({} if self.classes is None else {"classes": self.classes.tolist()}),
+            **({} if self.inputs is None else {"inputs": self.inputs}),
             **({"input_shape": list(self.input_shape)} if len(self.input_shape) > 1 else {}),
         }
 
@@ -236,6 +255,9 @@ class Sequential:
         model = Sequential(layers, loss=desc["loss"], dtype=desc.get("dtype", "float32"),
                            weight_decay=desc.get("weight_decay", 0.0), task=desc.get("task"),
                            input_shape=desc.get("input_shape"))
+        if desc.get("classes") is not None:
+            model.classes = np.array(desc["classes"])
+        model.inputs = desc.get("inputs")
         if params is not None:
             if params.shape != model.params.shape:
                 raise ValueError(f"{params.size} parameters do not fit this architecture's {model.params.size}")
@@ -283,17 +305,18 @@ class MLP(Sequential):
 
     Each hidden block is Dense -> [BatchNorm] -> activation -> [Dropout(dropout)];
     each Dropout's mask Generator is seeded from ``seed`` and its layer index.
+    ``standardize``: a Standardize layer first (call ``model.layers[0].adapt(x_train)`` before training).
     """
 
     def __init__(self, sizes, activation="relu", loss="softmax_cross_entropy", seed=0, dtype=np.float32,
-                 weight_decay=0.0, task=None, dropout=0.0, batch_norm=False):
+                 weight_decay=0.0, task=None, dropout=0.0, batch_norm=False, standardize=False):
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or any(s <= 0 for s in sizes):
             raise ConfigError(f"sizes={sizes!r} is not allowed: give [inputs, hidden..., outputs], all positive")
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation={activation!r} is unknown: use {', '.join(ACTIVATIONS)}")
         init = "he" if activation == "relu" else "xavier"
-        layers = []
+        layers = [Standardize(sizes[0])] if standardize else []
         for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(Dense(n_in, n_out, init=init))
             if k < len(sizes) - 2:
@@ -301,7 +324,7 @@ class MLP(Sequential):
                     layers.append(BatchNorm(n_out))
                 layers.append(ACTIVATIONS[activation]())
                 if dropout:
-                    stream = np.random.SeedSequence(seed, spawn_key=(len(layers),))
+                    stream = np.random.SeedSequence(seed, spawn_key=(len(layers) - bool(standardize),))
                     layers.append(Dropout(dropout, seed=int(stream.generate_state(1)[0])))
         self.sizes, self.activation = sizes, activation
         self.dropout, self.batch_norm = dropout, batch_norm

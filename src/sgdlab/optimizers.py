@@ -45,6 +45,35 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- shared steps
+
+
+def average(mean, decay, value, s):
+    """mean <- decay * mean + (1 - decay) * value, in place (``s``: scratch of the same shape)."""
+    mean *= decay
+    np.multiply(value, 1.0 - decay, out=s)
+    mean += s
+
+
+def average_of_squares(mean, decay, grads, s):
+    """mean <- decay * mean + (1 - decay) * g², in place (``s``: scratch)."""
+    mean *= decay
+    np.multiply(grads, grads, out=s)
+    s *= 1.0 - decay
+    mean += s
+
+
+def adaptive_step(params, direction, squares, eps, factor, s, root_divisor=None):
+    """p <- p - factor * direction / (sqrt(squares) [/ root_divisor] + eps), in place (``s``: scratch)."""
+    np.sqrt(squares, out=s)
+    if root_divisor is not None:
+        s /= root_divisor
+    s += eps
+    np.divide(direction, s, out=s)
+    s *= factor
+    params -= s
+
+
 # --------------------------------------------------------------------------- optimizers
 
 
@@ -147,7 +176,17 @@ class SGD(Optimizer):
         self.step += 1
 
 
-class Momentum(Optimizer):
+class _MomentumMethod(Optimizer):
+    """Base of Momentum and Nesterov: one velocity buffer and a momentum in [0, 1)."""
+
+    hyper = ("momentum",)
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
+
+
+class Momentum(_MomentumMethod):
     """v <- momentum * v - lr * g;  p <- p + v.
 
     The textbook form.  For a constant lr it equals torch.optim.SGD(momentum=m)
@@ -155,12 +194,7 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
-    hyper = ("momentum",)
     buffers = ("v",)
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        super().__init__(lr)
-        self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -169,16 +203,11 @@ class Momentum(Optimizer):
         self.step += 1
 
 
-class Nesterov(Optimizer):
+class Nesterov(_MomentumMethod):
     """b <- momentum * b + g;  p <- p - lr * (g + momentum * b)   (Sutskever; torch SGD(nesterov=True))."""
 
     name = "nesterov"
-    hyper = ("momentum",)
     buffers = ("b",)
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        super().__init__(lr)
-        self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
@@ -203,11 +232,7 @@ class AdaGrad(Optimizer):
         s = self._prepare(params, grads)
         np.multiply(grads, grads, out=s)
         self.h += s
-        np.sqrt(self.h, out=s)
-        s += self.eps
-        np.divide(grads, s, out=s)
-        s *= self.lr
-        params -= s
+        adaptive_step(params, grads, self.h, self.eps, self.lr, s)
         self.step += 1
 
 
@@ -225,15 +250,8 @@ class RMSprop(Optimizer):
 
     def update(self, params, grads):
         s = self._prepare(params, grads)
-        self.h *= self.alpha
-        np.multiply(grads, grads, out=s)
-        s *= 1.0 - self.alpha
-        self.h += s
-        np.sqrt(self.h, out=s)
-        s += self.eps
-        np.divide(grads, s, out=s)
-        s *= self.lr
-        params -= s
+        average_of_squares(self.h, self.alpha, grads, s)
+        adaptive_step(params, grads, self.h, self.eps, self.lr, s)
         self.step += 1
 
 
@@ -270,19 +288,10 @@ class Adam(Optimizer):
     def _adam_step(self, params, grads, s):
         beta1, beta2 = self.betas
         self.step += 1
-        self.m *= beta1
-        np.multiply(grads, 1.0 - beta1, out=s)
-        self.m += s
-        self.v *= beta2
-        np.multiply(grads, grads, out=s)
-        s *= 1.0 - beta2
-        self.v += s
-        np.sqrt(self.v, out=s)
-        s /= math.sqrt(1.0 - beta2**self.step)
-        s += self.eps
-        np.divide(self.m, s, out=s)
-        s *= self.lr / (1.0 - beta1**self.step)
-        params -= s
+        average(self.m, beta1, grads, s)
+        average_of_squares(self.v, beta2, grads, s)
+        adaptive_step(params, self.m, self.v, self.eps, self.lr / (1.0 - beta1**self.step), s,
+                      root_divisor=math.sqrt(1.0 - beta2**self.step))
 
 
 class AdamW(Adam):

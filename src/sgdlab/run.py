@@ -41,20 +41,43 @@ def prepare_run_dir(out, overwrite=False):
     return out
 
 
-def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
+def build_model(config, sample_shape, n_outputs, task, dataset_name=None, train=None):
     """The config's network for samples of ``sample_shape`` (a dataset's ``x.shape[1:]``, or a feature count).
 
-    Conv/pool items in ``config.layers`` need images: (C, H, W), or (H, W) as one channel.
+    Conv/pool items in ``config.layers`` need images: (C, H, W), or (H, W) as one channel.  An MLP whose
+    training cannot fit in memory is refused before anything is allocated.  Given the training split, the
+    model also keeps the data's classes and column encoding, and (``standardize``) its Standardize layer
+    measures the mean and std on it.
     """
+    model = _network(config, sample_shape, n_outputs, task, dataset_name)
+    if train is not None:
+        if task == "classification" and train.classes is not None:
+            model.classes = np.asarray(train.classes)
+        if train.columns is not None:
+            model.inputs = train.columns.describe()
+        if config.standardize:
+            model.layers[0].adapt(train)
+    return model
+
+
+def _network(config, sample_shape, n_outputs, task, dataset_name):
     from .layerspec import has_images, image_layers
+    from .memory import check_training_fits
     from .model import MLP, Sequential
+    from .optimizers import OPTIMIZERS
 
     shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
     n_features = math.prod(shape)
+    weight_decay = config.model_weight_decay()
     if not has_images(config.layers):
-        return MLP([n_features, *config.layers, n_outputs], activation=config.activation, loss=config.loss,
-                   seed=config.seed, dtype=config.dtype, weight_decay=config.weight_decay, task=task,
-                   dropout=config.dropout, batch_norm=config.batch_norm)
+        sizes = [n_features, *config.layers, n_outputs]
+        check_training_fits(sizes, config.batch_size, np.dtype(config.dtype).itemsize,
+                            len(OPTIMIZERS[config.optimizer].buffers))
+        return MLP(sizes, activation=config.activation, loss=config.loss, seed=config.seed, dtype=config.dtype,
+                   weight_decay=weight_decay, task=task, dropout=config.dropout, batch_norm=config.batch_norm,
+                   standardize=config.standardize)
+    if config.standardize:
+        raise ConfigError("standardize scales flat features (tables): drop it for a conv net on images")
     if len(shape) not in (2, 3):
         raise ConfigError(f"layers={','.join(map(str, config.layers))!r} need images, but dataset "
                           f"{dataset_name or config.dataset!r} has flat samples of {n_features} features: use mnist, "
@@ -63,14 +86,31 @@ def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
     layers = image_layers(config.layers, shape, n_outputs, activation=config.activation, dropout=config.dropout,
                           batch_norm=config.batch_norm, seed=config.seed)
     return Sequential(layers, loss=config.loss, dtype=config.dtype, seed=config.seed,
-                      weight_decay=config.weight_decay, task=task, input_shape=shape)
+                      weight_decay=weight_decay, task=task, input_shape=shape)
+
+
+SCALE_HINT_RATIO = 100.0
+
+
+def scale_hint(train):
+    """A one-line hint when float features' standard deviations differ by more than SCALE_HINT_RATIO, else None."""
+    if train.scale is not None or train.x.dtype.kind != "f":
+        return None
+    from .layers import Standardize
+
+    sample = train.batch(np.arange(min(len(train), 20_000)))[0]    # a look, not a pass over a large store
+    std = Standardize(train.n_features).adapt(sample).std
+    varying = std[std != 1.0]
+    if len(varying) < 2 or varying.max() <= SCALE_HINT_RATIO * varying.min():
+        return None
+    return (f"hint: feature scales differ by {varying.max() / varying.min():.0f}x (std {varying.min():.3g} to "
+            f"{varying.max():.3g}): pass --standardize to scale them inside the model")
 
 
 def build_optimizer(config):
     from .optimizers import get_optimizer
 
-    settings = {"momentum": config.momentum} if config.optimizer in ("momentum", "nesterov") else {}
-    return get_optimizer(config.optimizer, config.lr, **settings)
+    return get_optimizer(config.optimizer, config.learning_rate(), **config.optimizer_settings())
 
 
 def build_schedule(config):
@@ -78,7 +118,7 @@ def build_schedule(config):
         return None
     from .optimizers import make_schedule
 
-    return make_schedule(config.schedule, config.lr)
+    return make_schedule(config.schedule, config.learning_rate(), **config.schedule_settings())
 
 
 def load_splits(config, cache_dir=None):
@@ -88,7 +128,8 @@ def load_splits(config, cache_dir=None):
 
     splits = load_dataset(config.dataset, seed=config.seed, val_fraction=config.val_fraction,
                           label_column=config.label_column, cache_dir=cache_dir,
-                          flatten=not has_images(config.layers))
+                          flatten=not has_images(config.layers), test_fraction=config.test_fraction,
+                          features=config.features, drop=config.drop, impute=config.impute)
     train, val = splits.train, splits.val
     if val is None:
         train, val = train_val_split(train, config.val_fraction, seed=config.seed)
@@ -117,12 +158,22 @@ def stop_on_signals(trainer):
 
 
 def read_resume_checkpoint(out):
-    """(state, metadata, config) of ``out``'s checkpoint.safetensors, or a one-line error."""
+    """(state, metadata, config) of ``out``'s checkpoint.safetensors, or a one-line error.
+
+    A run killed before its first checkpoint holds only config.json: (None, None, that config), so it
+    starts again from the beginning.
+    """
     path = os.path.join(out, CHECKPOINT_NAME)
     if not os.path.isdir(out):
         raise CheckpointError(f"cannot resume {out!r}: no such run folder")
     if not os.path.isfile(path):
-        raise CheckpointError(f"cannot resume {out!r}: it holds no {CHECKPOINT_NAME}")
+        config_path = os.path.join(out, "config.json")
+        if not os.path.isfile(config_path):
+            raise CheckpointError(f"cannot resume {out!r}: it holds neither {CHECKPOINT_NAME} nor config.json")
+        try:
+            return None, None, TrainConfig.from_json(config_path)
+        except (ValueError, OSError) as exc:
+            raise CheckpointError(f"cannot resume {out!r}: its config.json is not usable ({exc})") from None
     state, metadata = load_checkpoint(path)
     try:
         config = TrainConfig.from_dict(json.loads(metadata["config"]))
@@ -132,11 +183,11 @@ def read_resume_checkpoint(out):
 
 
 def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=None, resume=False,
-              pictures=True):
+              pictures=True, callbacks=()):
     """Train as ``config`` says and write the run folder ``out``; returns summary.json's dict.
 
     ``pictures=False`` skips loss.png and accuracy.png (sweep trials: drawing them costs more than
-    training a small network).
+    training a small network).  ``callbacks`` run after the run's own (e.g. ``TensorBoard``).
 
     ``resume=True`` continues ``out`` from its checkpoint.safetensors with the config saved there
     (``config`` may be None; when given it must equal the saved one).
@@ -149,6 +200,10 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     checkpoint_path = os.path.join(out, CHECKPOINT_NAME)
     if resume:
         state, metadata, saved = read_resume_checkpoint(out)
+        if state is None:
+            print(f"{out}: no checkpoint was written before the run stopped: starting it from the beginning "
+                  f"with its config.json", file=stream or sys.stdout)
+            resume, overwrite = False, True
         if config is not None and config.to_dict() != saved.to_dict():
             changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
             raise ConfigError(f"cannot resume {out!r} with changed settings ({', '.join(changed)}): a resumed run "
@@ -160,11 +215,19 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     if not resume and os.path.isdir(out) and os.listdir(out) and not overwrite:
         prepare_run_dir(out, overwrite=False)  # raises before any data is loaded
     train, val, test = load_splits(config, cache_dir=cache_dir)
+    if config.sampling == "auto":
+        config = auto_sampling(config, train, None if quiet else (stream or sys.stdout))
+    if config.lr is None:
+        config = config.replace(lr=config.learning_rate())  # config.json records the lr it trained with
     task = "classification" if train.is_classification else "regression"
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
-    model = build_model(config, train.x.shape[1:], n_outputs, task)
+    model = build_model(config, train.x.shape[1:], n_outputs, task, train=train)
+    if not quiet and not config.standardize and not resume:
+        hint = scale_hint(train)
+        if hint:
+            print(hint, file=sys.stderr)
     optimizer = build_optimizer(config)
-    callbacks = []
+    extra_callbacks, callbacks = list(callbacks), []
     if config.patience:
         callbacks.append(EarlyStopping(monitor=config.monitor, patience=config.patience, mode=config.monitor_mode,
                                        min_delta=config.min_delta, restore_best=config.restore_best,
@@ -172,6 +235,7 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     if not quiet:
         callbacks.append(EpochLogger(stream))
     callbacks.append(LiveMetrics(os.path.join(out, "metrics.csv")))
+    callbacks.extend(extra_callbacks)  # after early stopping: they see the restored model at the end
     trainer = Trainer(model, train, optimizer, batch_size=config.batch_size,
                       epochs=None if config.iterations else config.epochs, iterations=config.iterations,
                       validation=val, callbacks=callbacks, gradient=config.gradient, sampling=config.sampling,
@@ -179,7 +243,8 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
                       clip_norm=config.clip_norm, progress=False if quiet else None, prefetch=config.prefetch,
                       checkpoint=lambda t: save_checkpoint(checkpoint_path, t.state_dict(), metadata={
                           "config": config.to_dict(), "architecture": model.describe()}),
-                      checkpoint_every=config.checkpoint_every, train_metrics=config.train_metrics)
+                      checkpoint_every=config.checkpoint_every, checkpoint_seconds=config.checkpoint_seconds,
+                      train_metrics=config.train_metrics)
     if resume:
         if json.loads(metadata.get("architecture", "null")) != model.describe():
             raise CheckpointError(f"{checkpoint_path!r} is for another architecture than the model its config "
@@ -201,6 +266,17 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
     if received or history.status == "interrupted":
         write_json_atomic(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+def auto_sampling(config, train, stream=None):
+    """The config with sampling "auto" resolved for this data (what config.json records); says it once."""
+    from .batches import resolve_sampling
+
+    sampling, prefetch = resolve_sampling("auto", train, config.prefetch)
+    if stream is not None:
+        where = "an on-disk store: blocks of rows, read ahead" if sampling == "block-shuffle" else "data in memory"
+        print(f"sampling auto -> {sampling}{' with prefetch' if prefetch else ''} ({where})", file=stream)
+    return config.replace(sampling=sampling, prefetch=prefetch)
 
 
 class LiveMetrics(Callback):
@@ -242,7 +318,15 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
         "n_params": int(model.params.size),
         "overfitting_onset_epoch": overfitting_onset(history),
     }
-    save_model(os.path.join(out, "model.safetensors"), model,
+    report_split = test if test is not None else val
+    report = None
+    if report_split is not None:
+        from .metrics import model_report
+
+        report = model_report(model, report_split)
+        summary["report_split"] = "test" if test is not None else "val"
+        summary["classification_report" if model.is_classifier else "regression_report"] = report
+    save_model(model, os.path.join(out, "model.safetensors"),
                metadata={"config": config.to_dict(), "status": history.status})
     write_json_atomic(os.path.join(out, "summary.json"), summary)
     write_json_atomic(os.path.join(out, "iteration_loss.json"), [round(x, 6) for x in history.iteration_loss])
@@ -255,6 +339,10 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
     with atomic_path(os.path.join(out, "accuracy.png")) as tmp:
         plots.accuracy_curves(history, onset_epoch=summary["overfitting_onset_epoch"]).savefig(
             tmp, dpi=110, format="png")
+    if report is not None and model.is_classifier:
+        with atomic_path(os.path.join(out, "confusion.png")) as tmp:
+            plots.confusion_matrix(report, title=f"Confusion matrix ({summary['report_split']} split)").savefig(
+                tmp, dpi=110, format="png")
     return summary
 
 
@@ -270,6 +358,14 @@ def print_summary(summary, out, stream=None):
     print(f"best epoch {summary['best_epoch']} ({summary.get('monitor')}), "
           f"test accuracy {'n/a' if acc is None else f'{acc:.4f}'}, {summary['seconds']:.1f}s of training",
           file=stream)
+    report = summary.get("classification_report")
+    if report:
+        print(f"{summary['report_split']} macro F1 {report['macro avg']['f1']:.4f}, weighted F1 "
+              f"{report['weighted avg']['f1']:.4f} (per class: summary.json, confusion.png)", file=stream)
+    if summary.get("regression_report"):
+        from .metrics import format_report
+
+        print(f"{summary['report_split']} {format_report(summary['regression_report'])}", file=stream)
     print(f"run folder: {out} (config.json, metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png)",
           file=stream)
     if summary.get("checkpoint"):

@@ -190,7 +190,11 @@ class ExponentialRamp(Schedule):
 
     def __init__(self, lr_min, lr_max, iterations):
         super().__init__(lr_min)
-        self.lr_min, self.lr_max, self.iterations = self.base_lr, lr_max, iterations
+        self.lr_max, self.iterations = lr_max, iterations
+
+    @property
+    def lr_min(self):
+        return self.base_lr
 
     def lr_at(self, iteration, iterations_per_epoch, total_iterations):
         return self.lr_min * (self.lr_max / self.lr_min) ** (iteration / max(1, self.iterations - 1))

@@ -17,7 +17,7 @@ from sklearn.utils import shuffle as shuffle_rows
 
 from .blas import axpby, axpy
 from .callbacks import Callback
-from .optimizers import Optimizer
+from .optimizers import Optimizer, adaptive_step, average, average_of_squares
 from .schedules import Schedule
 from .validation import check_number
 
@@ -64,18 +64,10 @@ class SklearnAdam(Optimizer):
     def update(self, params, grads):
         s = self._prepare(params, grads)
         t = self.step + 1
-        self.m *= self.beta_1
-        np.multiply(grads, 1 - self.beta_1, out=s)
-        self.m += s
-        self.v *= self.beta_2
-        np.multiply(grads, grads, out=s)
-        s *= 1 - self.beta_2
-        self.v += s
-        np.sqrt(self.v, out=s)
-        s += self.epsilon
-        np.divide(self.m, s, out=s)
-        s *= self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        params -= s
+        average(self.m, self.beta_1, grads, s)
+        average_of_squares(self.v, self.beta_2, grads, s)
+        factor = self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        adaptive_step(params, self.m, self.v, self.epsilon, factor, s)
         self.step = t
 
 

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from .batches import BatchLoader, BatchSampler, PrefetchLoader
+from .batches import BatchLoader, BatchSampler, PrefetchLoader, resolve_sampling
 from .callbacks import EVENTS, Callback, CancelBatch, EarlyStopping, EpochLogger, hooks
 from .errors import CheckpointError, ConfigError, DataError
 from .history import METRIC_COLUMNS, History, overfitting_onset, row_is_better
@@ -69,9 +69,10 @@ class Trainer:
     """
 
     def __init__(self, model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None,
-                 callbacks=(), gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None,
+                 callbacks=(), gradient="backprop", sampling="auto", seed=0, eval_every=None, schedule=None,
                  clip_norm=None, progress=None, divergence_factor=DIVERGENCE_FACTOR, prefetch=False, checkpoint=None,
-                 checkpoint_every=None, train_metrics="full", sampler=None, metrics=None, param_check_every=None):
+                 checkpoint_every=None, train_metrics="running", sampler=None, metrics=None, param_check_every=None,
+                 checkpoint_seconds=None):
         if gradient not in GRADIENTS:
             raise ConfigError(f"gradient={gradient!r} is unknown: use {' or '.join(GRADIENTS)}")
         if train_metrics not in TRAIN_METRICS:
@@ -80,15 +81,24 @@ class Trainer:
             epochs = 1
         if epochs is not None and iterations is not None:
             raise ConfigError("give epochs or iterations, not both")
+        from .data import as_dataset
+
+        train = as_dataset(train, "training")
         check_data_fits(model, train, "training")
         if validation is not None:
+            validation = as_dataset(validation, "validation")
             check_data_fits(model, validation, "validation")
+        if model.is_classifier and model.classes is None and getattr(train, "classes", None) is not None:
+            model.classes = np.asarray(train.classes)      # the labels the data came with: predict gives them back
         self.model, self.train, self.optimizer, self.validation = model, train, optimizer, validation
         self.callbacks = list(callbacks)
         self.metrics = dict(metrics or {})
         self.gradient, self.schedule, self.clip_norm = gradient, schedule, clip_norm
         self.progress, self.divergence_factor = progress, divergence_factor
-        self.sampler = BatchSampler(len(train), batch_size, mode=sampling, seed=seed) if sampler is None else sampler
+        if sampler is None:
+            sampling, prefetch = resolve_sampling(sampling, train, prefetch)  # auto: block-shuffle for a store
+            sampler = BatchSampler(len(train), batch_size, mode=sampling, seed=seed)
+        self.sampler = sampler
         self.loader = (PrefetchLoader if prefetch else BatchLoader)(train, self.sampler, dtype=model.params.dtype)
         self.iterations_per_epoch = self.sampler.iterations_per_epoch
         if iterations is not None:
@@ -101,10 +111,12 @@ class Trainer:
         self.eval_every = eval_every or self.iterations_per_epoch
         check_whole_number("checkpoint_every", checkpoint_every, optional=True)
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every  # checkpoint(trainer) writes one
+        self.checkpoint_seconds = checkpoint_seconds  # also when this many seconds passed since the last one
         self.param_check_every = check_whole_number("param_check_every", param_check_every, optional=True)
         self.history = History()
         # train_metrics="running": [sum of batch losses, correct predictions, samples] since the last evaluation
         self.running = [0.0, 0, 0] if train_metrics == "running" else None
+        self.count_accuracy = train.is_classification  # running accuracy too (off: no train_acc, ~1% faster)
         self.iteration = 0
         self.seconds = 0.0
         self.initial_loss = None
@@ -215,6 +227,7 @@ class Trainer:
         model, optimizer = self.model, self.optimizer
         check_every = self.param_check_every
         start = time.perf_counter() - self.seconds
+        last_checkpoint = time.perf_counter()
         try:
             while self.iteration < until and self._stop is None:
                 if self.schedule is not None:
@@ -264,9 +277,11 @@ class Trainer:
                 if self.iteration % self.iterations_per_epoch == 0:
                     for after_epoch in hook["after_epoch"]:
                         after_epoch(self)
+                now = time.perf_counter()
                 if self.checkpoint is not None and (self.iteration % self.iterations_per_epoch == 0 or (
-                        self.checkpoint_every and self.iteration % self.checkpoint_every == 0)):
-                    self.seconds = time.perf_counter() - start
+                        self.checkpoint_every and self.iteration % self.checkpoint_every == 0) or (
+                        self.checkpoint_seconds and now - last_checkpoint >= self.checkpoint_seconds)):
+                    self.seconds, last_checkpoint = now - start, now
                     self.checkpoint(self)
             if self._stop is None and self.iteration >= self.total_iterations:
                 self._stop = ("completed", f"trained {self.iteration} iterations ({self._epoch_label()} epochs)")
@@ -303,7 +318,7 @@ class Trainer:
         return loss
 
     def _count(self, tb):
-        if self.running is not None:
+        if self.running is not None and self.count_accuracy:
             self.correct = self.model.count_correct(self.model.output, tb)
 
     def _tally(self, loss, tb):
@@ -327,7 +342,7 @@ class Trainer:
             return self.model.evaluate(self.train)
         total, correct, seen = self.running
         self.running = [0.0, 0, 0]
-        return total / seen, correct / seen if self.train.is_classification else None
+        return total / seen, correct / seen if self.train.is_classification and self.count_accuracy else None
 
     def _evaluate(self, on_evaluation=None):
         model = self.model
@@ -394,14 +409,18 @@ def check_data_fits(model, dataset, role):
 
 
 def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None, callbacks=(),
-        gradient="backprop", sampling="shuffle", seed=0, eval_every=None, schedule=None, clip_norm=None,
-        progress=None, prefetch=False, train_metrics="full"):
+        gradient="backprop", sampling="auto", seed=0, eval_every=None, schedule=None, clip_norm=None,
+        progress=None, prefetch=False, train_metrics="running"):
     """Train ``model`` on ``train`` by mini-batch gradient descent; returns the History.
 
     ``gradient`` is "backprop" or "numerical" (the tutorial's central differences).
     ``progress``: None shows a bar on a terminal or in a notebook, False never, True always.
     ``prefetch``: gather the next batch on a background thread while the current one trains.
-    ``train_metrics``: "full" (the whole training set at each evaluation) or "running" (the batches' since the last).
+    ``train``, ``validation``: Datasets or pairs ``(x, t)`` of arrays.
+    ``sampling``: "auto" (exact shuffle in memory, block-shuffle with prefetch for an on-disk store), "shuffle",
+    "replacement" or "block-shuffle".
+    ``train_metrics``: "running" (the batches' since the last evaluation, free) or "full" (the whole training
+    set at each evaluation, the tutorial's; costs a pass over it).
     """
     trainer = Trainer(model, train, optimizer, batch_size=batch_size, epochs=epochs, iterations=iterations,
                       validation=validation, callbacks=callbacks, gradient=gradient, sampling=sampling, seed=seed,

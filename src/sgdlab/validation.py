@@ -86,6 +86,11 @@ def check_choice(name, value, allowed, verb="is unknown: choose one of"):
     return value
 
 
+def setting_defaults(cls):
+    """{setting: default} of a class's constructor (an optimizer's or schedule's; lr and base_lr included)."""
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
+
+
 def settings_of(cls, skip):
     """The keyword settings of ``cls.__init__`` other than ``self`` and ``skip``."""
     return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *skip)]

@@ -1,15 +1,13 @@
 """Reading run folders and sweeps under one root, never outside it, while they may still be growing."""
 
-import csv
 import importlib.util
-import io
 import json
-import math
 import os
 import re
 from http import HTTPStatus
 
 from ..errors import ConfigError
+from ..tables import number_or_text, read_records
 from .limits import MAX_RUNS, BadRequest
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+,-]{0,127}$")
@@ -44,29 +42,9 @@ def read_csv_rows(path, max_bytes=16 << 20):
     if path is None:
         return []
     try:
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
+        return read_records(path, number_or_text, max_bytes=max_bytes, complete_lines=True)
     except OSError:
         return []
-    if len(raw) > max_bytes:
-        raw = raw[: raw.rfind(b"\n", 0, max_bytes) + 1]
-    if not raw.endswith(b"\n"):
-        raw = raw[: raw.rfind(b"\n") + 1]
-    lines = list(csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"))))
-    if not lines:
-        return []
-    header = lines[0]
-    return [{k: _cell(v) for k, v in zip(header, line)} for line in lines[1:] if len(line) == len(header)]
-
-
-def _cell(text):
-    if text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return value if math.isfinite(value) else None
 
 
 class RunStore:

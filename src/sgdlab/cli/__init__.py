@@ -8,13 +8,13 @@ traceback.  Exit codes: 0 done (also early-stopped), 1 diverged, 2 bad input, 13
 import sys
 
 from ..errors import SgdlabError
-from . import board, data, demo, gradcheck, predict, sweep, train
+from . import board, data, demo, export, gradcheck, predict, sweep, train
 from .args import Parser, config_from_args
 from .predict import read_inputs
 
 __all__ = ["COMMANDS", "build_parser", "config_from_args", "main", "read_inputs"]
 
-COMMANDS = (train, gradcheck, demo, data, board, predict, sweep)
+COMMANDS = (train, gradcheck, demo, data, board, predict, sweep, export)
 
 
 def build_parser():

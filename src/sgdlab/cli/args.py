@@ -6,43 +6,109 @@ import typing
 
 
 FIELD_HELP = {
-    "dataset": "mnist, digits, spirals, blobs, circles, xor, or a path to .npz / .npy / .csv (default mnist)",
-    "layers": "hidden layers, e.g. 100 or 256,128 (default 100); a conv net puts image layers first: convFkK "
+    "dataset": "mnist, digits, spirals, blobs, circles, xor, a store folder, or a path to .npz / .npy / .csv / "
+               ".parquet",
+    "layers": "hidden layers, e.g. 100 or 256,128 ('' for none); a conv net puts image layers first: convFkK "
               "(F filters of KxK; add sS stride, pP padding), poolK (max), avgpoolK, e.g. "
               "conv16k5,pool2,conv32k5,pool2,100",
-    "activation": "relu | sigmoid | tanh",
-    "loss": "softmax_cross_entropy | mse",
-    "optimizer": "sgd | momentum (default) | nesterov | adagrad | rmsprop | adam | adamw",
-    "lr": "learning rate (default 0.05)",
-    "momentum": "momentum coefficient for momentum/nesterov (default 0.9)",
-    "schedule": "learning-rate schedule: constant | step | exponential | cosine | plateau",
-    "batch_size": "mini-batch size (default 100)",
-    "epochs": "passes over the training set (default 15)",
+    "activation": "hidden activation",
+    "loss": "loss",
+    "optimizer": "update rule",
+    "lr": "learning rate (default: momentum 0.05, tuned on MNIST; the others their own: {optimizer_lrs})",
+    "momentum": "momentum coefficient",
+    "beta1": "Adam's first-moment decay",
+    "beta2": "Adam's second-moment decay",
+    "eps": "added to the denominator",
+    "alpha": "RMSprop's squared-gradient decay",
+    "schedule": "learning-rate schedule",
+    "step_epochs": "epochs between lr drops",
+    "gamma": "lr factor per drop (step) or per epoch (exponential)",
+    "min_lr": "smallest lr",
+    "warmup_iterations": "iterations of linear warmup",
+    "plateau_factor": "lr factor on a plateau",
+    "plateau_patience": "evaluations without improvement before the lr drops",
+    "plateau_min_delta": "smallest change of the monitored metric that counts as an improvement",
+    "batch_size": "mini-batch size",
+    "epochs": "passes over the training set",
     "iterations": "train this many iterations instead of --epochs",
-    "sampling": "shuffle (a permutation per epoch) | replacement (i.i.d. draws, as in the tutorial) | "
-                "block-shuffle (shuffled contiguous blocks: for on-disk stores whose random reads are slow)",
-    "weight_decay": "L2 penalty (weight_decay/2)*sum(W^2), added to loss and gradient",
+    "sampling": "how mini-batches are drawn",
+    "weight_decay": "L2 penalty (weight_decay/2)*sum(W^2) added to loss and gradient; for adamw its decoupled "
+                    "decay p <- p - lr*weight_decay*p instead",
     "dropout": "Dropout rate after each hidden activation (inverted dropout, off at evaluation), e.g. 0.5",
     "batch_norm": "BatchNorm between each hidden Dense and its activation (--batch-norm, or true|false)",
     "clip_norm": "clip the gradient's global L2 norm to this value",
     "patience": "early stopping: evaluations without improvement before stopping (the --early-stopping N flag)",
-    "monitor": "metric early stopping watches: val_loss | val_acc | train_loss | train_acc",
-    "monitor_mode": "auto (min for losses, max for accuracies) | min | max",
-    "start_from_epoch": "early stopping ignores evaluations before this epoch (default 0)",
-    "min_delta": "smallest change that counts as an improvement",
-    "restore_best": "true|false: put the best evaluation's parameters back at the end (default true)",
+    "monitor": "metric early stopping (and the plateau schedule) watches",
+    "monitor_mode": "which way is better",
+    "start_from_epoch": "early stopping ignores evaluations before this epoch",
+    "min_delta": "early stopping: smallest change that counts as an improvement",
+    "restore_best": "true|false: put the best evaluation's parameters back at the end",
     "eval_every": "evaluate every N iterations instead of every epoch",
-    "train_metrics": "full (default for train: the whole training set at each evaluation) | running (default for "
-                     "sweep: mean loss and accuracy of the batches since the last evaluation, free)",
-    "gradient": "backprop | numerical (central differences, the tutorial's gradient)",
-    "dtype": "float32 (fast, default) | float64",
-    "seed": "seed of every random choice (default 0)",
-    "val_fraction": "fraction of train held out for validation when the dataset has none (default 0.1)",
-    "label_column": "CSV datasets: name of the label column",
+    "train_metrics": "what metrics.csv's train_loss/train_acc measure",
+    "gradient": "how the gradient is computed",
+    "dtype": "floating-point type of the parameters",
+    "seed": "seed of every random choice",
+    "val_fraction": "fraction of train held out for validation when the dataset has none",
+    "label_column": "CSV / Parquet datasets: name of the label column (text, boolean or number labels)",
+    "test_fraction": "fraction held out (stratified) as the test split when the dataset has none; 0 keeps every "
+                     "row for training and validation",
+    "features": "CSV / Parquet datasets: the feature columns, e.g. a,b,c (default: all but the label and --drop)",
+    "drop": "CSV / Parquet datasets: columns that are not features, e.g. id",
+    "standardize": "scale each feature by the training split's mean and std inside the model (a Standardize "
+                   "layer, kept in model.safetensors)",
+    "impute": "mean: fill missing cells with the training split's column means (kept in the model); unset: "
+              "refuse missing values",
     "threads": "BLAS threads (default: all cores)",
-    "prefetch": "true|false: gather the next batch on a background thread while this one trains (default false)",
+    "prefetch": "true|false: gather the next batch on a background thread while this one trains",
     "checkpoint_every": "also write runs/NAME/checkpoint.safetensors every N iterations (always at each epoch's end)",
+    "checkpoint_seconds": "also write the checkpoint when this many seconds passed since the last one, so a kill "
+                          "loses at most that much",
 }
+# What a choice means, where its name does not say it (the choices themselves come from config.CHOICES).
+CHOICE_HELP = {
+    "sampling": {"auto": "shuffle for data in memory, block-shuffle with prefetch for an on-disk store",
+                 "shuffle": "a permutation per epoch",
+                 "replacement": "i.i.d. draws, as in the tutorial",
+                 "block-shuffle": "shuffled contiguous blocks: for on-disk stores whose random reads are slow"},
+    "train_metrics": {"running": "mean loss and accuracy of the batches since the last evaluation, free",
+                      "full": "the whole training set at each evaluation, as the tutorial does; costs a pass"},
+    "gradient": {"numerical": "central differences, the tutorial's gradient"},
+    "dtype": {"float32": "fast", "float64": "for checks"},
+    "monitor_mode": {"auto": "min for losses, max for accuracies"},
+}
+
+
+def field_help(name):
+    """--help of a TrainConfig field: its description, its choices or the classes it sets, and its default."""
+    from ..config import CHOICES, OPTIMIZER_FIELDS, SCHEDULE_FIELDS, TUNED_LR, TrainConfig
+    from ..optimizers import OPTIMIZERS, SCHEDULES
+    from ..validation import setting_defaults
+
+    default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}[name]
+    text = FIELD_HELP.get(name, name.replace("_", " "))
+    if name == "lr":
+        return text.format(optimizer_lrs=", ".join(f"{k} {setting_defaults(c)['lr']:g}" for k, c in OPTIMIZERS.items()
+                                                   if k not in TUNED_LR))
+    if name in CHOICES:
+        notes = CHOICE_HELP.get(name, {})
+        text += ": " + " | ".join(f"{c} ({notes[c]})" if c in notes else c for c in CHOICES[name])
+    for fields_to_settings, registry, kind in ((OPTIMIZER_FIELDS, OPTIMIZERS, "optimizer"),
+                                               (SCHEDULE_FIELDS, SCHEDULES, "schedule")):
+        if name in fields_to_settings:
+            setting = fields_to_settings[name]
+            users = []
+            for key, cls in registry.items():
+                defaults = setting_defaults(cls)
+                if setting in defaults:
+                    value = defaults[setting]
+                    if name in ("beta1", "beta2"):
+                        value = value[name == "beta2"]
+                    users.append(f"{key} {value:g}")
+            return f"{text}; {kind} " + ", ".join(users) + " (defaults)"
+    if default is not None and default != "" and not isinstance(default, bool):
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text += f" (default {shown})"
+    return text
 
 
 class Parser(argparse.ArgumentParser):
@@ -88,7 +154,7 @@ def add_config_flags(parser, as_text=False):
         kind = str if as_text else {int: number_type(int), float: number_type(float), bool: boolean}.get(base, str)
         bare = {"nargs": "?", "const": True} if base is bool else {}  # --prefetch alone means true
         parser.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS,
-                            help=FIELD_HELP.get(f.name), metavar=f.name.upper(), **bare)
+                            help=field_help(f.name), metavar=f.name.upper(), **bare)
 
 
 def config_from_args(args):

@@ -29,7 +29,7 @@ def cmd_sweep(args):
                          halving=args.halving, min_epochs=args.min_epochs, slow_threshold=args.slow_threshold,
                          range_test=args.range_test, lr_min=args.lr_min, lr_max=args.lr_max,
                          range_iterations=args.range_iterations, then_train=args.then_train,
-                         final_epochs=args.final_epochs, quiet=args.quiet)
+                         final_epochs=args.final_epochs, quiet=args.quiet, tensorboard=args.tensorboard)
 
 
 def add_parser(sub):
@@ -73,4 +73,7 @@ def add_parser(sub):
                                                                  "into OUT/winner")
     sweep.add_argument("--final-epochs", type=whole, help="epochs of --then-train (default max(--epochs, 15))")
     sweep.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    sweep.add_argument("--tensorboard", metavar="DIR", help="also write each trial's TensorBoard events to "
+                       "DIR/SWEEP_NAME/TRIAL_ID (and --then-train's to .../winner); tensorboard --logdir DIR compares "
+                       "them.  Needs pip install 'sgdlab[tensorboard]'")
     sweep.set_defaults(handler=cmd_sweep)

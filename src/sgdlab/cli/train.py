@@ -29,17 +29,29 @@ def cmd_train(args):
             raise SgdlabError(f"--resume continues {args.resume} with its saved settings: drop "
                               f"{', '.join('--' + n.replace('_', '-') for n in given)}")
         out = args.resume
-        summary = train_run(None, out, quiet=args.quiet, resume=True)
+        summary = train_run(None, out, quiet=args.quiet, resume=True, callbacks=_tensorboard(args, out))
         print_summary(summary, out)
         return 143 if summary["status"] == "interrupted" and summary.get("signal") == 15 else \
             EXIT_CODES[summary["status"]]
     config = config_from_args(args)
     out = args.out or default_run_name(config)
-    summary = train_run(config, out, overwrite=args.overwrite, quiet=args.quiet)
+    summary = train_run(config, out, overwrite=args.overwrite, quiet=args.quiet, callbacks=_tensorboard(args, out))
     print_summary(summary, out)
     if summary["status"] == "interrupted" and summary.get("signal") == 15:
         return 143
     return EXIT_CODES[summary["status"]]
+
+
+def _tensorboard(args, out):
+    """[TensorBoard callback writing into DIR/RUN_NAME] for --tensorboard DIR, else []."""
+    if not args.tensorboard:
+        return []
+    from ..tensorboard_log import TensorBoard, run_log_dir
+
+    callback = TensorBoard(run_log_dir(args.tensorboard, out), overwrite=args.overwrite)
+    if not args.resume:
+        callback.check_fresh()  # before the run folder is touched
+    return [callback]
 
 
 def add_parser(sub):
@@ -52,4 +64,7 @@ def add_parser(sub):
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     train.add_argument("--resume", metavar="RUN", help="continue RUN (a run folder) from its checkpoint.safetensors")
+    train.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR/RUN_NAME "
+                       "(losses, accuracies, lr, weight histograms); view with tensorboard --logdir DIR.  Needs "
+                       "pip install 'sgdlab[tensorboard]'")
     train.set_defaults(handler=cmd_train)

@@ -28,7 +28,7 @@ import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
 
-from .datasets import Splits, _check_t, _trusted
+from .datasets import Splits, _check_t, _trusted, as_targets
 
 STORE_FORMAT = "sgdlab.store/1"
 X_DTYPES = ("uint8", "float32")
@@ -295,6 +295,7 @@ def open_store(path, val_fraction=None) -> Splits:
     if _sampled_digest(folder) != meta["checksum"]["sampled_sha256"]:
         raise DataError(f"{folder} fails its checksum (headers, sizes and sampled pieces differ from when it was "
                         "written): the files changed; convert the store again")
+    t = as_targets(t)
     try:
         n_classes = _check_t(t, len(x), meta.get("n_classes"))
     except DataError as e:
@@ -314,4 +315,7 @@ def open_store(path, val_fraction=None) -> Splits:
         ranges["train"], ranges["val"] = [a, b - n_val], [b - n_val, b]
     name = meta.get("name") or folder.name
     parts = {k: _trusted(x[a:b], t[a:b], scale, n_classes, name) for k, (a, b) in ranges.items()}
+    if meta.get("class_names") and len(meta["class_names"]) == n_classes:
+        for part in parts.values():
+            part.classes = np.array(meta["class_names"])
     return Splits(parts["train"], parts.get("val"), parts.get("test"))

@@ -67,7 +67,8 @@ def _train(settings, train, val, test, epochs, seed, callbacks=()):
     model = _model(settings, seed)
     start = time.perf_counter()
     history = fit(model, train, SGD(LR), batch_size=BATCH_SIZE, epochs=epochs, validation=val,
-                  callbacks=callbacks, seed=seed, progress=False)
+                  callbacks=callbacks, seed=seed, progress=False,
+                  train_metrics="full")  # the curves compare train and test accuracy of the same parameters
     seconds = time.perf_counter() - start
     _, train_acc = model.evaluate(train)
     _, test_acc = model.evaluate(test)

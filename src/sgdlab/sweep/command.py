@@ -20,8 +20,18 @@ TRIAL_DEFAULTS = {"train_metrics": "running"}
 
 def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_seed=0, workers=None, scheduler=None,
                   resume=False, overwrite=False, halving=None, min_epochs=1, slow_threshold=0.5, range_test=False,
-                  lr_min=1e-6, lr_max=10.0, range_iterations=200, then_train=False, final_epochs=None, quiet=False):
-    """``sgdlab sweep``: the range test or the sweep, its table and picture, then optionally the winner; exit code."""
+                  lr_min=1e-6, lr_max=10.0, range_iterations=200, then_train=False, final_epochs=None, quiet=False,
+                  tensorboard=None):
+    """``sgdlab sweep``: the range test or the sweep, its table and picture, then optionally the winner; exit code.
+
+    ``tensorboard``: a folder; each trial's events go to ``tensorboard/<sweep name>/<trial id>/`` (the winner's
+    to ``.../winner/``), so TensorBoard shows the trials side by side.
+    """
+    if tensorboard is not None:
+        from ..tensorboard_log import TensorBoard, run_log_dir
+
+        tensorboard = run_log_dir(tensorboard, out)
+        TensorBoard(tensorboard)  # without tensorboardX: one error now, not one per trial
     stream = None if quiet else sys.stdout
     fixed, space = build_space(settings, trials=trials, grid=grid, seed=sweep_seed)
     given = {**(base_values or {}), **fixed}
@@ -42,7 +52,7 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
         winner = {"lr": float(f"{result['suggested_lr']:.3g}")}
     else:
         winner = _run_sweep(base, space, out, workers, scheduler, resume, overwrite, halving, min_epochs,
-                            slow_threshold, stream)
+                            slow_threshold, stream, tensorboard)
         if winner is None:
             return 1
     if then_train:
@@ -52,13 +62,18 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
         folder = os.path.join(out, "winner")
         print(f"training the winner ({', '.join(f'{k}={v}' for k, v in winner.items())}) for {final_epochs} epochs",
               file=sys.stdout, flush=True)
-        summary = train_run(config, folder, overwrite=True, quiet=quiet)
+        callbacks = []
+        if tensorboard is not None:
+            from ..tensorboard_log import TensorBoard
+
+            callbacks.append(TensorBoard(os.path.join(tensorboard, "winner"), overwrite=True))
+        summary = train_run(config, folder, overwrite=True, quiet=quiet, callbacks=callbacks)
         print_summary(summary, folder)
     return 0
 
 
 def _run_sweep(base, space, out, workers, scheduler, resume, overwrite, halving, min_epochs, slow_threshold,
-               stream):
+               stream, tensorboard=None):
     """Runs the sweep on local processes or Dask; prints the table, writes sweep.png; returns the winner's point."""
     client = cluster = None
     if scheduler:
@@ -72,7 +87,8 @@ def _run_sweep(base, space, out, workers, scheduler, resume, overwrite, halving,
         where = f"{workers} local worker processes x {threads} BLAS threads"
     try:
         sweep = Sweep(base, space, out, factory, in_flight, threads=threads, slow_threshold=slow_threshold,
-                      halving=halving, min_epochs=min_epochs, resume=resume, overwrite=overwrite, stream=stream)
+                      halving=halving, min_epochs=min_epochs, resume=resume, overwrite=overwrite, stream=stream,
+                      tensorboard=tensorboard)
         if stream:
             print(f"sweep of {len(space.points())} trials on {where} -> {out}", file=stream, flush=True)
         rows = sweep.run()

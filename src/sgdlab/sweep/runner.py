@@ -30,15 +30,40 @@ def run_trial(spec):
 
     config = TrainConfig.from_dict(spec["config"]).replace(threads=spec.get("threads"))
     with tempfile.TemporaryDirectory(prefix="sgdlab-trial-") as tmp:
-        out = os.path.join(tmp, "run")
-        summary = train_run(config, out, overwrite=True, quiet=True, pictures=False)
+        out, events = os.path.join(tmp, "run"), os.path.join(tmp, "tensorboard")
+        callbacks = []
+        if spec.get("tensorboard"):
+            from ..tensorboard_log import TensorBoard
+
+            callbacks.append(TensorBoard(events))
+        summary = train_run(config, out, overwrite=True, quiet=True, pictures=False, callbacks=callbacks)
         if summary["status"] == "interrupted":
             raise TrialInterrupted(f"trial {spec['id']} interrupted: {summary['stopped_reason']}")
-        files = {}
-        for name in sorted(os.listdir(out)):
-            with open(os.path.join(out, name), "rb") as f:
-                files[name] = f.read()
-    return {"id": spec["id"], "summary": summary, "files": files, "pid": os.getpid()}
+        result = {"id": spec["id"], "summary": summary, "files": _read_folder(out), "pid": os.getpid()}
+        if callbacks:
+            result["tensorboard"] = _read_folder(events)  # shipped back: a Dask worker's disk is not ours
+    return result
+
+
+def _read_folder(folder):
+    """{file name: bytes} of the files directly in ``folder``."""
+    files = {}
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            files[name] = f.read()
+    return files
+
+
+def _write_folder(folder, files):
+    """Write {name: bytes} as ``folder``, replacing it whole (staged beside it, then renamed)."""
+    staging = folder + ".part"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    for name, data in files.items():
+        with open(os.path.join(staging, name), "wb") as f:
+            f.write(data)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
 
 
 class Sweep:
@@ -46,10 +71,11 @@ class Sweep:
 
     ``executor_factory()`` returns a fresh ``concurrent.futures.Executor`` (called
     again when a process pool breaks); ``max_in_flight`` bounds submitted trials.
+    ``tensorboard``: a folder that gets each trial's TensorBoard events as ``<trial id>/``.
     """
 
     def __init__(self, base, space, out, executor_factory, max_in_flight, threads=None, slow_threshold=0.5,
-                 halving=None, min_epochs=1, resume=False, overwrite=False, stream=None):
+                 halving=None, min_epochs=1, resume=False, overwrite=False, stream=None, tensorboard=None):
         if not 0 < slow_threshold < 1:
             raise ConfigError(f"slow_threshold={slow_threshold!r} is not allowed: use a number > 0 and < 1")
         if halving is not None and not (isinstance(halving, int) and halving >= 2):
@@ -61,6 +87,7 @@ class Sweep:
         self.executor_factory, self.max_in_flight, self.threads = executor_factory, max_in_flight, threads
         self.slow_threshold, self.halving, self.min_epochs = slow_threshold, halving, min_epochs
         self.stream = stream
+        self.tensorboard = None if tensorboard is None else os.fspath(tensorboard)
         self.rows = {}
         self.restarts = 0
         self._executor = None
@@ -85,11 +112,13 @@ class Sweep:
             self.rows = {(r["trial"]): r for r in read_table(self.csv_path)} if os.path.exists(self.csv_path) \
                 else {}
         else:
-            if os.path.isdir(self.out) and os.listdir(self.out):
-                if not overwrite:
-                    raise RunExistsError(f"sweep folder {self.out!r} already exists: pass --resume to continue it, "
+            for folder, what in ((self.out, "sweep folder"), (self.tensorboard, "TensorBoard folder")):
+                if folder and os.path.isdir(folder) and os.listdir(folder) and not overwrite:
+                    raise RunExistsError(f"{what} {folder!r} already exists: pass --resume to continue the sweep, "
                                          f"--overwrite to replace it, or --out to choose another")
-                shutil.rmtree(self.out)
+            for folder in (self.out, self.tensorboard):
+                if folder and os.path.isdir(folder):
+                    shutil.rmtree(folder)
             os.makedirs(os.path.join(self.out, "trials"), exist_ok=True)
             write_json_atomic(spec_path, description)
 
@@ -98,7 +127,7 @@ class Sweep:
         for point in points:
             config = self.base.replace(**{"epochs": epochs, **point, "threads": None})
             specs.append({"id": trial_id(config), "config": config.to_dict(), "point": point, "rung": rung,
-                          "threads": self.threads})
+                          "threads": self.threads, "tensorboard": self.tensorboard is not None})
         return specs
 
     def run(self):
@@ -170,7 +199,8 @@ class Sweep:
                     except Exception as exc:  # a task error or Dask's KilledWorker: retried once
                         self._failed_attempt(spec, attempts, queue, f"{type(exc).__name__}: {exc}")
                         continue
-                    self._record(spec, trial_result(spec, result, self.slow_threshold), result["files"])
+                    self._record(spec, trial_result(spec, result, self.slow_threshold), result["files"],
+                                 result.get("tensorboard"))
             retry.extend(queue)
         except BaseException:
             _shutdown(executor, wait=False)
@@ -189,18 +219,13 @@ class Sweep:
         else:
             again.append(spec)
 
-    def _record(self, spec, row, files=None):
-        """Write the trial's run folder, then rewrite sweep.csv atomically with the new row."""
+    def _record(self, spec, row, files=None, events=None):
+        """Write the trial's run folder (and TensorBoard events), then rewrite sweep.csv atomically with the new row."""
         if files:
-            folder = os.path.join(self.out, "trials", spec["id"])
-            staging = folder + ".part"
-            shutil.rmtree(staging, ignore_errors=True)
-            os.makedirs(staging)
-            for name, data in files.items():
-                with open(os.path.join(staging, name), "wb") as f:
-                    f.write(data)
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(staging, folder)
+            _write_folder(os.path.join(self.out, "trials", spec["id"]), files)
+        if events:
+            os.makedirs(self.tensorboard, exist_ok=True)
+            _write_folder(os.path.join(self.tensorboard, spec["id"]), events)
         self.rows[spec["id"]] = row
         write_table(self.csv_path, self.table())
         self._done += 1
