@@ -89,6 +89,9 @@ def test_fit_arrays_with_string_labels_keeps_the_classes():
     fit(model, train, Momentum(lr=0.1), batch_size=10, epochs=20, progress=False)
     assert model.classes.tolist() == ["blue", "green", "red"]
     assert np.mean(model.predict(x) == names) > 0.9 and model.accuracy(x, names) > 0.9
+    paired = MLP([2, 8, 3], seed=0)
+    fit(paired, (x.astype(np.float32), names), Momentum(lr=0.1), batch_size=10, epochs=20, progress=False)
+    np.testing.assert_array_equal(paired.predict(x), model.predict(x))         # a pair (x, t) the same way
 
 
 # ---------------------------------------------------------------- Standardize
@@ -213,6 +216,7 @@ def test_wine_with_class_names_standardized_reaches_090_and_predict_prints_names
     assert summary["test_accuracy"] >= 0.9
     report = summary["classification_report"]
     assert set(report["classes"]) == {"class_0", "class_1", "class_2"} and report["macro avg"]["support"] == 18
+    assert [report["classes"][c]["support"] for c in ("class_0", "class_1", "class_2")] == [6, 7, 5]  # 59:71:48
     assert (tmp_path / "std" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = sgdlab("predict", "--model", tmp_path / "std" / "model.safetensors", wine_csv)
     predicted = shown.stdout.split()
@@ -235,8 +239,9 @@ def test_breast_cancer_standardized_reaches_093(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["test_accuracy"] >= 0.93
     evaluated = sgdlab("evaluate", "--model", tmp_path / "run" / "model.safetensors", "--dataset",
-                       tmp_path / "cancer.csv", "--label-column", "target")
-    assert evaluated.returncode == 0 and "malignant" in evaluated.stdout and "weighted avg" in evaluated.stdout
+                       tmp_path / "cancer.csv")                  # label column and splits: the run's own
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "malignant" in evaluated.stdout and "weighted avg" in evaluated.stdout
 
 
 def drop_columns(lines, names):
@@ -282,3 +287,53 @@ def test_refusals_are_one_line_exit_2_nothing_written(wine_csv, tmp_path):
         warnings.simplefilter("error")
         ok = sgdlab("predict", "--model", model_path, wine_csv)                 # the label column is ignored
     assert ok.returncode == 0 and len(ok.stdout.split()) == 178
+
+
+def test_regression_table_reports_mae_rmse_r2(tmp_path, capsys):
+    from sgdlab.cli import main
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 3))
+    y = x @ [1.5, -2.0, 0.5] + 0.1 * rng.normal(size=300)
+    (tmp_path / "r.csv").write_text("a,b,c,y\n" + "".join(f"{a},{b},{c},{t}\n" for (a, b, c), t in zip(x, y)))
+    config = TrainConfig(dataset=str(tmp_path / "r.csv"), label_column="y", loss="mse", layers=(16,), epochs=30,
+                         lr=0.01, batch_size=20)
+    summary = train_run(config, tmp_path / "run", quiet=True, pictures=False)
+    report = summary["regression_report"]
+    assert summary["report_split"] == "test" and report["support"] == 30 and report["r2"] > 0.9
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "model.safetensors"), "--dataset",
+                 str(tmp_path / "r.csv")]) == 0
+    assert f"MAE {report['mae']:.6g}  RMSE {report['rmse']:.6g}" in capsys.readouterr().out
+
+
+def test_convert_keeps_text_classes_from_csv_and_parquet(wine_csv, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.csv
+    import pyarrow.parquet as pq
+
+    from sgdlab.data import convert, open_store
+
+    pq.write_table(pyarrow.csv.read_csv(wine_csv), tmp_path / "wine.parquet")
+    for source in (wine_csv, tmp_path / "wine.parquet"):
+        meta = convert(source, tmp_path / source.suffix[1:], label_column="target", progress=False)
+        assert meta["class_names"] == ["class_0", "class_1", "class_2"] and meta["n"] == 178
+        train = open_store(tmp_path / source.suffix[1:]).train
+        assert train.classes.tolist() == meta["class_names"] and train.x.shape[1] == 13
+
+
+def test_scale_hint_only_where_magnitudes_differ_over_100x():
+    from sgdlab.data import Dataset, load_dataset
+    from sgdlab.run import scale_hint
+
+    assert scale_hint(load_dataset("digits").train) is None                     # rare pixels are not a scale
+    x = np.column_stack([np.linspace(0, 1, 50), np.linspace(0, 150, 50), np.full(50, 1e6)])  # constant: ignored
+    assert scale_hint(Dataset(x, np.arange(50) % 2)) == "hint: feature scales differ by 150x (largest |x| per " \
+        "column from 1 to 150): pass --standardize to scale them inside the model"
+    assert scale_hint(Dataset(x[:, :2] / [1, 2], np.arange(50) % 2)) is None
+
+
+def test_sweep_takes_column_lists_as_one_value():
+    from sgdlab.sweep.space import parse_values
+
+    assert parse_values("features", "a,b") == "a,b"
+    assert parse_values("drop", "id/id,name").values == ("id", "id,name")       # alternatives: '/'

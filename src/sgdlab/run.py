@@ -80,18 +80,17 @@ SCALE_HINT_RATIO = 100.0
 
 
 def scale_hint(train):
-    """A one-line hint when float features' standard deviations differ by more than SCALE_HINT_RATIO, else None."""
+    """A one-line hint when float features' magnitudes (max |x| of each non-constant column) differ by more
+    than SCALE_HINT_RATIO (a column in the thousands beside columns near 1), else None."""
     if train.scale is not None or train.x.dtype.kind != "f":
         return None
-    from .layers import Standardize
-
     sample = train.batch(np.arange(min(len(train), 20_000)))[0]    # a look, not a pass over a large store
-    std = Standardize(train.n_features).adapt(sample).std
-    varying = std[std != 1.0]
-    if len(varying) < 2 or varying.max() <= SCALE_HINT_RATIO * varying.min():
+    varies = sample.max(axis=0) > sample.min(axis=0)
+    size = np.abs(sample[:, varies]).max(axis=0) if varies.any() else np.empty(0)
+    if len(size) < 2 or size.max() <= SCALE_HINT_RATIO * size.min():
         return None
-    return (f"hint: feature scales differ by {varying.max() / varying.min():.0f}x (std {varying.min():.3g} to "
-            f"{varying.max():.3g}): pass --standardize to scale them inside the model")
+    return (f"hint: feature scales differ by {size.max() / size.min():.0f}x (largest |x| per column from "
+            f"{size.min():.3g} to {size.max():.3g}): pass --standardize to scale them inside the model")
 
 
 def build_optimizer(config):

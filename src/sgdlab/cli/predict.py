@@ -2,7 +2,7 @@
 
 import sys
 
-from .args import field_help, number_type, whole_at_least
+from .args import FIELD_HELP, field_help, number_type, whole_at_least
 
 
 def read_inputs(path, n_features, columns=None):
@@ -98,13 +98,24 @@ def cmd_evaluate(args):
     return 0
 
 
+SPLIT_SETTINGS = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1, "label_column": None}
+
+
 def load_evaluation_data(model, args):
-    """The dataset's splits as training made them; a table's features are picked and encoded by the model's own
-    columns, labels encoded against the model's classes."""
+    """The dataset's splits as training made them (seed, fractions and label column: the flags, else the model's
+    own run config, else the defaults); a table's features are picked and encoded by the model's own columns,
+    labels encoded against the model's classes."""
+    import json
+
     from ..data import load_dataset
 
-    return load_dataset(args.dataset, seed=args.seed, val_fraction=args.val_fraction, label_column=args.label_column,
-                        test_fraction=args.test_fraction, classes=model.classes, columns=_model_columns(model))
+    try:
+        trained = json.loads(getattr(model, "metadata", {}).get("config", "{}"))
+    except ValueError:
+        trained = {}
+    settings = {name: getattr(args, name) if getattr(args, name) is not None else trained.get(name, default)
+                for name, default in SPLIT_SETTINGS.items()}
+    return load_dataset(args.dataset, **settings, classes=model.classes, columns=_model_columns(model))
 
 
 def add_parser(sub):
@@ -119,10 +130,13 @@ def add_parser(sub):
                                           "for the test split (else val) per-class precision, recall, F1, "
                                           "support and the confusion matrix (regression: MAE, RMSE, R^2).")
     evaluate.add_argument("--dataset", required=True, help=field_help("dataset"))
-    evaluate.add_argument("--seed", type=whole_at_least(0), default=0, help="seed of the train/val split (default 0)")
-    evaluate.add_argument("--val-fraction", type=number_type(float), default=0.1, help=field_help("val_fraction"))
-    evaluate.add_argument("--label-column", help=field_help("label_column"))
-    evaluate.add_argument("--test-fraction", type=number_type(float), default=0.1, help=field_help("test_fraction"))
+    trained = " (default: the model's training run's, else {})"
+    evaluate.add_argument("--seed", type=whole_at_least(0), help="seed of the splits" + trained.format(0))
+    evaluate.add_argument("--val-fraction", type=number_type(float),
+                          help=FIELD_HELP["val_fraction"] + trained.format(0.1))
+    evaluate.add_argument("--label-column", help=FIELD_HELP["label_column"] + trained.format("none"))
+    evaluate.add_argument("--test-fraction", type=number_type(float),
+                          help=FIELD_HELP["test_fraction"] + trained.format(0.1))
     evaluate.add_argument("--all-splits", action="store_true", help="per-class metrics for every split")
     for p, handler in ((predict, cmd_predict), (evaluate, cmd_evaluate)):
         p.add_argument("--model", required=True, help="a model.safetensors written by sgdlab")

@@ -19,6 +19,7 @@ DEMOS = {
     "local-minima": ("sgdlab.demos.descent", "local_minima"),
     "mnist-optimizers": ("sgdlab.demos.descent", "mnist_optimizers"),
     "overfitting": ("sgdlab.demos.overfitting", "overfitting"),
+    "conv-filters": ("sgdlab.demos.conv_filters", "conv_filters"),
 }
 
 

@@ -101,13 +101,14 @@ def _optional_fields():
 def parse_values(name, text):
     """'0.1' -> 0.1; 'a,b,c' -> Dimension(values); 'LOW:HIGH' (uniform) or 'LOW:HIGH:log' -> range Dimension.
 
-    ``layers`` alternatives are separated by '/' because one layers value is itself '256,128'.
+    Alternatives of a list setting (``layers``, ``features``, ``drop``) are separated by '/' because one
+    value is itself a list: '256,128'.
     """
     kinds = _field_types()
     if name not in kinds:
         raise ConfigError(f"unknown setting {name!r}: allowed are {', '.join(sorted(kinds))}")
     text = str(text)
-    if name == "layers":
+    if kinds[name] is tuple:
         options = text.split("/")
         return options[0] if len(options) == 1 else Dimension(name, values=tuple(options))
     if ":" in text and kinds[name] in (int, float):
