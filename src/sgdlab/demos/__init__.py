@@ -31,6 +31,7 @@ DEMO_PICTURES = {
     "local-minima": ("local_minima.png",),
     "mnist-optimizers": ("mnist_optimizers.png",),
     "overfitting": ("overfitting.png",),
+    "conv-filters": ("conv_filters.png", "conv_feature_maps.png"),
 }  # the files each demo writes: checked before it runs, so --overwrite decides about all of them
 
 
