@@ -166,7 +166,6 @@ def test_sweep_overwrite_refuses_a_folder_that_is_not_a_sweep(tmp_path):
     assert unchanged(sentinels)
 
 
-@pytest.mark.slow
 def test_range_test_then_train_does_not_replace_an_existing_sweep(tmp_path):
     out = tmp_path / "sweep"
     winner = out / "winner"
