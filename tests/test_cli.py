@@ -74,7 +74,8 @@ def test_toml_config_with_flag_override(tmp_path):
 def test_existing_run_folder_is_not_overwritten(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "metrics.csv").write_text("precious")
+    (out / "config.json").write_text('{"dataset": "spirals", "layers": [8], "optimizer": "sgd", "lr": 0.1}')
+    (out / "metrics.csv").write_text("precious")     # an earlier run's folder (--overwrite replaces only those)
     result = sgdlab("train", "--dataset", "spirals", "--epochs", "1", "--out", out)
     assert_one_line_error(result, "already exists", "--overwrite")
     assert (out / "metrics.csv").read_text() == "precious"
@@ -89,7 +90,7 @@ def bad_files(tmp_path):
     nan_x = x.copy()
     nan_x[3, 1] = np.nan
     np.savez(tmp_path / "nan.npz", x=nan_x, t=np.arange(40) % 2)
-    np.savez(tmp_path / "neg.npz", x=x, t=np.where(np.arange(40) == 5, -1, np.arange(40) % 2))
+    np.savez(tmp_path / "one.npz", x=x, t=np.full(40, -1))
     np.savez(tmp_path / "short.npz", x=x, t=np.arange(39) % 2)
     return tmp_path
 
@@ -105,7 +106,7 @@ def bad_files(tmp_path):
     (["--optimizer", "lbfgs"], ["optimizer='lbfgs' is unknown"]),
     (["--dataset", "{tmp}/missing.npz"], ["missing.npz"]),
     (["--dataset", "{tmp}/nan.npz"], ["NaN"]),
-    (["--dataset", "{tmp}/neg.npz"], ["-1"]),
+    (["--dataset", "{tmp}/one.npz"], ["one class only", "-1"]),   # -1 alone: one class (-1/1 labels are fine)
     (["--dataset", "{tmp}/short.npz"], ["40", "39"]),
     (["--config", "{tmp}/none.toml"], ["does not exist"]),
     (["--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),

@@ -271,3 +271,33 @@ def test_evaluation_chunks_stay_bounded_and_agree_with_one_pass():
     big = Sequential([Conv2D(1, 16, 5), ReLU(), MaxPool2D(2), Conv2D(16, 32, 5), ReLU(), MaxPool2D(2), Flatten(),
                       Dense(512, 100), ReLU(), Dense(100, 10)], input_shape=(1, 28, 28))
     assert 100 <= big.eval_rows <= 2000
+
+
+def test_fit_with_numerical_gradients_follows_backprop_on_a_conv_net():
+    from sgdlab.data import Dataset
+    from sgdlab.optimizers import SGD
+    from sgdlab.training import fit
+
+    rng = np.random.default_rng(14)
+    x, t = rng.standard_normal((12, 1, 6, 6)), rng.integers(0, 3, 12)
+    runs = {}
+    for gradient in ("backprop", "numerical"):
+        model = Sequential([Conv2D(1, 2, 3), ReLU(), MaxPool2D(2), Flatten(), Dense(8, 3)], input_shape=(1, 6, 6),
+                           dtype=np.float64, seed=2)
+        start = model.params.copy()
+        fit(model, Dataset(x, t), SGD(lr=0.1), batch_size=4, iterations=6, gradient=gradient, progress=False)
+        runs[gradient] = model.params.copy()
+    assert relative_error(runs["numerical"], runs["backprop"]) < 1e-7
+    assert relative_error(runs["backprop"], start) > 1e-3  # it trained
+
+
+@pytest.mark.slow
+def test_demo_conv_filters_draws_filters_and_feature_maps(tmp_path):
+    from sgdlab.demos import get_demo
+
+    result = get_demo("conv-filters")(tmp_path, quick=True)
+    assert [p.rsplit("/", 1)[-1] for p in result["files"]] == ["conv_filters.png", "conv_feature_maps.png"]
+    for path in result["files"]:
+        assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert result["test_accuracy"] > 0.9 and result["filter_change"] > 0
+    assert result["map_shapes"] == [[1, 28, 28], [16, 24, 24], [16, 12, 12], [32, 8, 8], [32, 4, 4]]

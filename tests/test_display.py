@@ -64,3 +64,38 @@ def test_sweep_results_render_ranked_with_the_winner_in_bold():
     assert ">0.1</td>" in bold_row and ">0.9</td>" in bold_row  # the first ok row, not the first row
     assert str(results) == format_table(results)
     assert SweepResults([])._repr_html_() == "<p>(no trials)</p>"
+
+
+def test_fit_shows_a_progress_bar_in_a_notebook_and_none_in_a_log(spirals, monkeypatch):
+    from sgdlab.training import Trainer
+
+    train, _ = spirals
+
+    def shows_a_bar():
+        trainer = Trainer(sl.MLP([2, 4, 3]), train, SGD(lr=0.1), epochs=1)  # progress=None: the default
+        progress = trainer._progress_bar()
+        shown = not progress.disable
+        progress.close()
+        return shown
+
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    assert not shows_a_bar()  # pytest's stderr is not a terminal: no bar in a log file
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object(), config={})
+    ipython.version_info = (9, 0, 0, "")
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    assert shows_a_bar()
+
+
+def test_sgdlab_figures_leave_a_notebooks_pyplot_backend_alone():
+    """Drawing with sgdlab.plots must not switch the kernel's inline backend to Agg (the user's plt plots vanish)."""
+    import os
+    import subprocess
+
+    code = ("import matplotlib, matplotlib.pyplot as plt, sgdlab as sl\n"
+            "h = sl.History(); h.iteration_loss = [2.0, 1.0]\n"
+            "sl.plots.loss_curve(h)\n"
+            "print(matplotlib.get_backend())")
+    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("module://matplotlib_inline.backend_inline")

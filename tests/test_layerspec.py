@@ -108,6 +108,11 @@ def test_conv_run_folder_checkpoint_predict_evaluate_and_gradcheck(tmp_path):
     predicted = sgdlab("predict", "--model", out / "model.safetensors", tmp_path / "x.npy")
     assert predicted.returncode == 0, predicted.stderr
     assert [int(v) for v in predicted.stdout.split()] == model.predict(x).tolist()
+    from sgdlab.board.runs import RunStore
+
+    listed = {run["name"]: run for run in RunStore(tmp_path).list()["runs"]}
+    assert listed["conv"]["config"]["layers"] == ["conv6k3p1", "pool2", "conv8k3", "avgpool2", 24]
+    assert listed["conv"]["summary"]["test_accuracy"] == summary["test_accuracy"]
     check = sgdlab("gradcheck", "--dataset", "digits", "--layers", "conv3k3p1,pool2,conv4k3,8", "--samples", "4")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0:Conv2D.W" in check.stdout and "3:Conv2D.b" in check.stdout and "passed" in check.stdout
@@ -140,3 +145,18 @@ def test_sigkill_then_resume_of_a_conv_run_is_bit_identical(tmp_path):
     same = ("epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
     assert [[r[k] for k in same] for r in read_metrics(out)] == \
         [[r[k] for k in same] for r in read_metrics(tmp_path / "whole")]
+
+
+CHAPTER_7 = ["--layers", "conv16k5,pool2,conv32k5,pool2,100", "--epochs", "5", "--schedule", "cosine",
+             "--train-metrics", "running"]
+
+
+@pytest.mark.slow
+def test_the_readme_conv_command_reaches_99_percent_on_mnist(tmp_path):
+    """README's documented conv-net command (chapter 7's network on MNIST, defaults otherwise)."""
+    readme = open(__file__.rsplit("/tests/", 1)[0] + "/README.md", encoding="utf-8").read()
+    assert "sgdlab train " + " ".join(CHAPTER_7) in readme
+    result = sgdlab("train", *CHAPTER_7, "--quiet", "--out", tmp_path / "chapter7")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "chapter7" / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.990, summary

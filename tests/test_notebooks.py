@@ -5,7 +5,6 @@ Numbers are read from the kernel after the run (a probe cell appended in memory 
 notebook's variables as JSON), never from stored outputs: the committed files have none.
 """
 
-import functools
 import io
 import json
 import pathlib
@@ -24,6 +23,9 @@ LANGUAGES = ("en", "ko")
 FIGURES = {
     "01_numerical_differentiation": 3,
     "02_gradient_descent": 3,
+    "03_minibatch_sgd_mnist": 4,
+    "04_local_minima_and_momentum": 3,
+    "05_overfitting": 3,
 }
 MNIST = {"03_minibatch_sgd_mnist", "05_overfitting"}  # train on MNIST: marked slow
 
@@ -60,9 +62,17 @@ def path_of(name, lang):
     return FOLDER / f"{name}.{lang}.ipynb"
 
 
-@functools.cache
+_executed = {}  # (name, lang) -> (notebook, values): each notebook runs once per session, for all its tests
+
+
 def executed(name, lang, workdir):
     """(the executed notebook without the probe, {variable: value} read from its kernel)."""
+    if (name, lang) not in _executed:
+        _executed[name, lang] = execute(name, lang, workdir)
+    return _executed[name, lang]
+
+
+def execute(name, lang, workdir):
     notebook = nbformat.read(path_of(name, lang), as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
@@ -76,6 +86,11 @@ def executed(name, lang, workdir):
 @pytest.fixture
 def run(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SGDLAB_QUICK", "1")
+    # One BLAS thread in the kernels: the notebooks' matrices are small (batches of 100 x 100 units), where a
+    # second thread only adds hand-offs, and on a busy machine threads crawl (notebook 5's plain run: 1.9 s
+    # with one, 24 s with two, at load 12 on 2 cores).
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")
     workdir = str(tmp_path_factory.mktemp("notebook-runs"))
 
     def run_notebook(name, lang):
@@ -91,6 +106,12 @@ def images_in_html(notebook):
 
     body, _ = HTMLExporter().from_notebook_node(notebook)
     return len(re.findall(r'<img [^>]*src="data:image/png;base64,', body))
+
+
+def outputs_of(notebook, source):
+    """Text printed by the first code cell whose source contains ``source``."""
+    cell = next(c for c in notebook.cells if c.cell_type == "code" and source in c.source)
+    return "".join(o.get("text", "") for o in cell.outputs)
 
 
 # -- the files themselves -----------------------------------------------------------------------
@@ -152,3 +173,42 @@ def test_02_gradient_descent(run, lang):
     status = {float(lr): s for lr, s in v["status_by_lr"].items()}
     assert status[10.0] == "diverged" and status[0.001] == "too slow"
     assert v["chosen_lr"] in (0.1, 1.0) and status[v["chosen_lr"]] == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_03_minibatch_sgd_mnist(run, lang):
+    notebook, v = run("03_minibatch_sgd_mnist", lang)
+    assert v["loop_test_accuracy"] >= 0.90 and v["test_accuracy"] >= 0.90
+    assert v["gradient_difference"] < 1e-8
+    assert v["numerical_losses"][-1] < v["numerical_losses"][0]
+    assert len(v["loop_losses"]) == v["LOOP_ITERATIONS"]
+    assert "Total params: 79,510" in outputs_of(notebook, "model.summary()")
+    # LivePlot: one picture in the fit cell, replaced at each of the EPOCHS evaluations, not appended
+    live = [c for c in notebook.cells if "LivePlot()" in c.source][0]
+    pictures = [o for o in live.outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    assert len(pictures) == 1 and len(live.outputs) <= 2  # the picture (and the progress bar)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_04_local_minima_and_momentum(run, lang):
+    _, v = run("04_local_minima_and_momentum", lang)
+    local, best = np.sort(np.roots([4.0, 0.0, -8.0, 1.0]).real)[[2, 0]]  # f'(x) = 4x³ - 8x + 1 = 0
+    assert v["sgd_end"] == pytest.approx(local, abs=1e-3) and v["momentum_end"] == pytest.approx(best, abs=1e-2)
+    start = (-7.0) ** 2 / 20 + 2.0 ** 2  # f at (-7, 2)
+    assert set(v["bowl_final"]) == {"SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"}
+    assert all(value < 0.05 * start for value in v["bowl_final"].values())
+    for name, last in v["last_loss"].items():
+        assert last < 0.5 * v["first_loss"][name], name
+        assert v["val_accuracy"][name] > 0.6, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_05_overfitting(run, lang):
+    _, v = run("05_overfitting", lang)
+    assert v["plain_train_accuracy"] == 1.0 and v["plain_gap"] > 0.15  # memorised, far from the test set
+    assert v["early_stopped_at"] < v["EPOCHS"] and v["early_test_accuracy"] > v["plain_test_accuracy"] - 0.03
+    gaps = v["gaps"]
+    assert gaps["weight decay 0.1"] < gaps["plain"] - 0.03
+    assert gaps["dropout 0.2"] < gaps["plain"]

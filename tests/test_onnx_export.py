@@ -256,7 +256,7 @@ def assert_one_line_error(result, *fragments):
 def test_cli_export_writes_a_file_that_onnxruntime_runs(tmp_path):
     model = sl.MLP([4, 6, 3], batch_norm=True, seed=0)
     scrambled_batch_norm_state(model)
-    sl.save_model(tmp_path / "model.safetensors", model)
+    sl.save_model(model, tmp_path / "model.safetensors")
     result = sgdlab("export", tmp_path / "model.safetensors", "--onnx", tmp_path / "model.onnx")
     assert result.returncode == 0, result.stderr
     assert "opset 17" in result.stdout and "logits, probabilities" in result.stdout
@@ -280,7 +280,7 @@ def test_cli_export_of_an_unsupported_layer_exits_2_and_writes_nothing(tmp_path)
         "LAYER_TYPES['Square'] = Square\n"
         "import sys, os\n"
         "if not os.path.exists('model.safetensors'):\n"
-        "    sl.save_model('model.safetensors', sl.Sequential([Dense(3, 4), Square(), Dense(4, 2)]))\n")
+        "    sl.save_model(sl.Sequential([Dense(3, 4), Square(), Dense(4, 2)]), 'model.safetensors')\n")
     result = sgdlab("export", "model.safetensors", "--onnx", "out.onnx", cwd=tmp_path, code=code)
     assert_one_line_error(result, "layer 1 (Square) cannot be exported to ONNX")
     assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
@@ -289,7 +289,7 @@ def test_cli_export_of_an_unsupported_layer_exits_2_and_writes_nothing(tmp_path)
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "missing"])
 def test_cli_export_of_a_damaged_model_file_exits_2_and_writes_nothing(tmp_path, damage):
     path = tmp_path / "model.safetensors"
-    sl.save_model(path, sl.MLP([4, 6, 3], seed=0))
+    sl.save_model(sl.MLP([4, 6, 3], seed=0), path)
     data = path.read_bytes()
     if damage == "truncated":
         path.write_bytes(data[: len(data) - 40])
@@ -303,3 +303,11 @@ def test_cli_export_of_a_damaged_model_file_exits_2_and_writes_nothing(tmp_path,
     assert_one_line_error(result, "model.safetensors")
     assert not (tmp_path / "out.onnx").exists()
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_cli_export_without_the_onnx_package_says_how_to_install_it(tmp_path):
+    sl.save_model(sl.MLP([4, 6, 3], seed=0), tmp_path / "model.safetensors")
+    result = sgdlab("export", "model.safetensors", "--onnx", "out.onnx", cwd=tmp_path,
+                    code="import sys\nsys.modules['onnx'] = None  # as if not installed")
+    assert_one_line_error(result, "pip install 'sgdlab[onnx]'")
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]

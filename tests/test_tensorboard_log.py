@@ -191,3 +191,12 @@ def test_cli_sweep_tensorboard_gives_each_trial_its_own_run(tmp_path):
     stale = sweep("elsewhere/first")  # a new sweep folder, but its TensorBoard folder tb/first is taken
     assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
     assert "TensorBoard folder" in stale.stderr and not (tmp_path / "elsewhere").exists()
+
+
+def test_cli_train_tensorboard_without_tensorboardx_fails_before_writing(tmp_path):
+    code = ("import sys\nsys.modules['tensorboardX'] = None  # as if not installed\n"
+            "from sgdlab.cli import main\nsys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "train", "--dataset", "xor", "--epochs", "1", "--out", "run",
+                           "--tensorboard", "tb"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "pip install 'sgdlab[tensorboard]'" in done.stderr and os.listdir(tmp_path) == []

@@ -82,6 +82,11 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1  # held out from train when the dataset has no validation split
     label_column: str | None = None  # CSV datasets: the label column's name
+    test_fraction: float = 0.1  # a file without a test split: held out for the test (stratified); 0 keeps all
+    features: tuple | None = None  # table datasets: the feature columns by name (default: all but label and drop)
+    drop: tuple | None = None  # table datasets: columns that are not features (ids ...)
+    standardize: bool = False  # a Standardize layer first: (x - mean) / std of the training split
+    impute: str | None = None  # "mean": fill missing cells with the training split's column means
     threads: int | None = None  # BLAS threads; default all cores
     prefetch: bool = False  # gather the next batch on a background thread while this one trains
     checkpoint_every: int | None = None  # also checkpoint every N iterations (always at every epoch's end)
@@ -117,6 +122,13 @@ class TrainConfig:
         check_number("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
         check_whole_number("threads", self.threads, low=1, optional=True)
         check_whole_number("checkpoint_every", self.checkpoint_every, low=1, optional=True)
+        check_number("test_fraction", self.test_fraction, low=0, high=1, high_open=True)
+        self.features, self.drop = _parse_names("features", self.features), _parse_names("drop", self.drop)
+        if not isinstance(self.standardize, bool):
+            raise ConfigError(f"standardize={self.standardize!r} is not allowed: use true or false")
+        if self.impute not in (None, "mean"):
+            raise ConfigError(f"impute={self.impute!r} is unknown: use mean (or leave it unset to refuse missing "
+                              "values)")
         check_number("checkpoint_seconds", self.checkpoint_seconds, low=0, low_open=True, optional=True)
         if not isinstance(self.restore_best, bool):
             raise ConfigError(f"restore_best={self.restore_best!r} is not allowed: use true or false")
@@ -175,11 +187,15 @@ class TrainConfig:
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["layers"] = list(self.layers)
+        for name in ("features", "drop"):
+            d[name] = None if d[name] is None else list(d[name])
         return d
 
     @classmethod
     def from_dict(cls, d):
         """Build from a mapping, refusing unknown settings by name."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"settings must be a table of NAME = VALUE, not {type(d).__name__} {str(d)[:40]}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -199,6 +215,9 @@ class TrainConfig:
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        if "train" in data and not isinstance(data["train"], dict):
+            raise ConfigError(f"config file {str(path)!r} has train = {str(data['train'])[:40]}: write the settings at "
+                              f"the top level or under one [train] table")
         return cls.from_dict(data.get("train", data))
 
     @classmethod
@@ -209,3 +228,15 @@ class TrainConfig:
     def replace(self, **changes):
         """A validated copy with some settings changed (what a sweep does per trial)."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _parse_names(name, value):
+    """'a,b' / ['a', 'b'] -> ('a', 'b'); None or '' -> None: column names for --features / --drop."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        names = tuple(p.strip() for p in parts if p.strip())
+    except (TypeError, AttributeError):
+        raise ConfigError(f"{name}={value!r} is not allowed: give column names like a,b,c") from None
+    return names or None

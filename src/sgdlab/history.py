@@ -7,13 +7,13 @@ for an accuracy or score.  ``History.best_index``, ``EarlyStopping`` and the
 sweep's best epoch all use it.
 """
 
-import csv
 import math
 
 import numpy as np
 
 from .errors import ConfigError
 from .smoothing import centred_mean
+from .tables import format_rows
 
 METRIC_COLUMNS = ["epoch", "iteration", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
@@ -77,11 +77,9 @@ class History:
 
     def to_csv(self, path):
         """metrics.csv: METRIC_COLUMNS, empty cells where a metric was not measured."""
+        cells = ([None if row.get(c) is None else _fmt(row[c]) for c in METRIC_COLUMNS] for row in self.rows)
         with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(METRIC_COLUMNS)
-            for row in self.rows:
-                writer.writerow(["" if row.get(c) is None else _fmt(row[c]) for c in METRIC_COLUMNS])
+            f.write(format_rows(METRIC_COLUMNS, cells, line_end="\r\n"))   # csv.writer's default, kept
 
     def state_dict(self):
         return {"rows": [dict(r) for r in self.rows], "iteration_loss": list(self.iteration_loss),

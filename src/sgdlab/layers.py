@@ -9,7 +9,7 @@ valid until the layer's next call: copy it if you keep it.
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 
 class Buffered:
@@ -361,9 +361,69 @@ class BatchNorm(Layer):
         return dx
 
 
+class Standardize(Layer):
+    """y = (x - mean) / std per feature, with mean and std measured on the training data (``adapt``).
+
+    Like BatchNorm's running statistics they are state, not parameters: not trained, not in the gradient,
+    saved beside the parameters.  A constant feature (std 0) keeps std = 1, so it maps to 0, never inf.
+    Backward: dx = dy / std.  (Keras' Normalization layer; scikit-learn's StandardScaler inside the model.)
+    """
+
+    state_names = ("mean", "std")
+
+    def __init__(self, n):
+        super().__init__()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ConfigError(f"Standardize n={n!r} is not allowed: use the number of input features (>= 1)")
+        self.n = int(n)
+        self.mean, self.std = np.zeros(self.n), np.ones(self.n)
+
+    def adapt(self, data, chunk=10_000):
+        """Measure mean and std (population, 1/N) of ``data``: an (n, features) array or a Dataset; returns self."""
+        total, sq, count = np.zeros(self.n), np.zeros(self.n), 0
+        chunks = data.chunks(chunk) if hasattr(data, "chunks") else \
+            ((np.asarray(data)[s:s + chunk], None) for s in range(0, len(data), chunk))
+        for xb, _ in chunks:
+            xb = np.asarray(xb, dtype=np.float64).reshape(len(xb), -1)
+            self.out_features(xb.shape[1])
+            shift = xb[0] if count == 0 else self._shift
+            self._shift = shift
+            d = xb - shift                                  # shifted sums: no cancellation for large means
+            total += d.sum(axis=0)
+            sq += np.einsum("ij,ij->j", d, d)
+            count += len(xb)
+        if count == 0:
+            raise DataError("Standardize.adapt needs at least one sample")
+        mean_d = total / count
+        var = np.maximum(sq / count - mean_d ** 2, 0.0)
+        self.mean[...] = self._shift + mean_d
+        std = np.sqrt(var)
+        self.std[...] = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean)), std, 1.0)
+        return self
+
+    def out_features(self, n_in):
+        if n_in != self.n:
+            raise ConfigError(f"Standardize({self.n}) got {n_in} input features: it expects {self.n}")
+        return n_in
+
+    def describe(self):
+        return {"type": "Standardize", "n": self.n}
+
+    def forward(self, x, train=False):
+        y = self.buffer("y", x.shape, x.dtype)
+        np.subtract(x, self.mean.astype(x.dtype, copy=False), out=y)
+        self.scale = self.std.astype(x.dtype, copy=False)
+        y /= self.scale
+        return y
+
+    def backward(self, dy, need_dx=True):
+        return dy / self.scale if need_dx else None
+
+
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
-LAYERS = {"Dense": Dense, "ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Dropout": Dropout, "BatchNorm": BatchNorm}
+LAYERS = {"Dense": Dense, "ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Dropout": Dropout, "BatchNorm": BatchNorm,
+          "Standardize": Standardize}
 
 
 def layer_from_description(desc, types=LAYERS):

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from .display import in_notebook
-from .training import Callback
+from .callbacks import Callback
 
 _warned = False
 

@@ -14,7 +14,7 @@ from .blas import axpy
 from .errors import ConfigError, DataError
 from .conv import CONV_LAYERS
 from .fast_gradient import model_numerical_gradient
-from .layers import ACTIVATIONS, LAYERS, BatchNorm, Dense, Dropout, layer_from_description
+from .layers import ACTIVATIONS, LAYERS, BatchNorm, Dense, Dropout, Standardize, layer_from_description
 from .losses import LOSSES
 from .memory import EVAL_CHUNK, check_fits
 
@@ -58,6 +58,8 @@ class Sequential:
         if self.task not in ("classification", "regression"):
             raise ConfigError(f"task={task!r} is unknown: use 'classification' or 'regression'")
         self.dtype = resolve_dtype(dtype)
+        self.classes = None  # the original class labels (output k predicts classes[k]); None: k itself
+        self.inputs = None   # how a table's named columns become x (``data.frame.Columns.describe()``)
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if not dense:
             raise ConfigError("a model needs at least one Dense layer")
@@ -175,15 +177,22 @@ class Sequential:
     def is_classifier(self):
         return self.task == "classification"
 
+    @property
+    def feature_names(self):
+        """The names of the table columns the model was trained on (None when it was trained on arrays)."""
+        return None if self.inputs is None else list(self.inputs["names"])
+
     def predict(self, x, batch_size=None):
-        """Class labels (argmax) for a classifier, outputs for a regressor; fresh array, in chunks."""
+        """Class labels (argmax, as ``classes[k]`` when the model keeps its classes) for a classifier, outputs
+        for a regressor; fresh array, in chunks."""
         x = np.asarray(x)
         batch_size = batch_size or self.eval_rows
         results = []
         for start in range(0, x.shape[0], batch_size):
             y = self.forward(x[start : start + batch_size])
             results.append(y.argmax(axis=1) if self.is_classifier else y.copy())
-        return np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
+        k = np.concatenate(results) if results else np.empty((0,), dtype=np.int64)
+        return k if self.classes is None or not self.is_classifier else self.classes[k]
 
     def predict_proba(self, x, batch_size=None):
         """Class probabilities (softmax or sigmoid of the output), in chunks; for classifiers only."""
@@ -197,7 +206,8 @@ class Sequential:
         return np.concatenate(out)
 
     def accuracy(self, x, t, batch_size=None):
-        """Fraction of samples whose predicted class equals the label (one-hot labels allowed)."""
+        """Fraction of samples whose predicted class equals the label (one-hot labels allowed; labels as
+        ``predict`` gives them)."""
         t = np.asarray(t)
         labels = t.argmax(axis=1) if t.ndim == 2 else t
         return float(np.mean(self.predict(x, batch_size) == labels))
@@ -233,6 +243,8 @@ class Sequential:
             "task": self.task,
             "dtype": self.dtype.name,
             "n_params": int(self.params.size),
+            **({} if self.classes is None else {"classes": self.classes.tolist()}),
+            **({} if self.inputs is None else {"inputs": self.inputs}),
             **({"input_shape": list(self.input_shape)} if len(self.input_shape) > 1 else {}),
         }
 
@@ -243,6 +255,9 @@ class Sequential:
         model = Sequential(layers, loss=desc["loss"], dtype=desc.get("dtype", "float32"),
                            weight_decay=desc.get("weight_decay", 0.0), task=desc.get("task"),
                            input_shape=desc.get("input_shape"))
+        if desc.get("classes") is not None:
+            model.classes = np.array(desc["classes"])
+        model.inputs = desc.get("inputs")
         if params is not None:
             if params.shape != model.params.shape:
                 raise ValueError(f"{params.size} parameters do not fit this architecture's {model.params.size}")
@@ -290,17 +305,18 @@ class MLP(Sequential):
 
     Each hidden block is Dense -> [BatchNorm] -> activation -> [Dropout(dropout)];
     each Dropout's mask Generator is seeded from ``seed`` and its layer index.
+    ``standardize``: a Standardize layer first (call ``model.layers[0].adapt(x_train)`` before training).
     """
 
     def __init__(self, sizes, activation="relu", loss="softmax_cross_entropy", seed=0, dtype=np.float32,
-                 weight_decay=0.0, task=None, dropout=0.0, batch_norm=False):
+                 weight_decay=0.0, task=None, dropout=0.0, batch_norm=False, standardize=False):
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or any(s <= 0 for s in sizes):
             raise ConfigError(f"sizes={sizes!r} is not allowed: give [inputs, hidden..., outputs], all positive")
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation={activation!r} is unknown: use {', '.join(ACTIVATIONS)}")
         init = "he" if activation == "relu" else "xavier"
-        layers = []
+        layers = [Standardize(sizes[0])] if standardize else []
         for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(Dense(n_in, n_out, init=init))
             if k < len(sizes) - 2:
@@ -308,7 +324,7 @@ class MLP(Sequential):
                     layers.append(BatchNorm(n_out))
                 layers.append(ACTIVATIONS[activation]())
                 if dropout:
-                    stream = np.random.SeedSequence(seed, spawn_key=(len(layers),))
+                    stream = np.random.SeedSequence(seed, spawn_key=(len(layers) - bool(standardize),))
                     layers.append(Dropout(dropout, seed=int(stream.generate_state(1)[0])))
         self.sizes, self.activation = sizes, activation
         self.dropout, self.batch_norm = dropout, batch_norm

@@ -141,3 +141,26 @@ def lr_range_test(lrs, losses, smoothed, suggested_lr, end=None):
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
+
+
+def confusion_matrix(report, title="Confusion matrix (test split)"):
+    """A ``metrics.classification_report``'s confusion matrix: counts per (true, predicted) class."""
+    cm = np.asarray(report["confusion_matrix"])
+    names = report["labels"]
+    size = min(12.0, 2.5 + 0.5 * len(names))
+    fig = _figure(size, size * 0.85)
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if len(names) <= 20:
+        threshold = cm.max() / 2 if cm.size else 0
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if cm[i, j] > threshold else "black", fontsize=9)
+    return fig

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -19,7 +18,9 @@ import numpy as np
 from .checkpoint import (CHECKPOINT_NAME, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          save_model, write_json_atomic)
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, RunExistsError
+from .errors import CheckpointError, ConfigError, SgdlabError
+from .runfolder import check_location, check_replaceable, claim_folder
+from .safetensors_io import load_json_text
 from .training import Callback
 
 SUMMARY_KEYS = ("status", "best_epoch", "stopped_reason", "epochs_run", "train_accuracy", "val_accuracy",
@@ -27,26 +28,26 @@ SUMMARY_KEYS = ("status", "best_epoch", "stopped_reason", "epochs_run", "train_a
 EXIT_CODES = {"completed": 0, "early_stopped": 0, "diverged": 1, "interrupted": 130}
 
 
-def prepare_run_dir(out, overwrite=False):
-    """Create ``out``; refuse an existing non-empty folder unless ``overwrite`` (then empty it first)."""
-    out = os.fspath(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise RunExistsError(f"run folder {out!r} is a file: choose another --out")
-    if os.path.isdir(out) and os.listdir(out):
-        if not overwrite:
-            raise RunExistsError(f"run folder {out!r} already exists: pass --overwrite to replace it or "
-                                 f"--out to choose another")
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
-    return out
-
-
-def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
+def build_model(config, sample_shape, n_outputs, task, dataset_name=None, train=None):
     """The config's network for samples of ``sample_shape`` (a dataset's ``x.shape[1:]``, or a feature count).
 
     Conv/pool items in ``config.layers`` need images: (C, H, W), or (H, W) as one channel.  An MLP whose
-    training cannot fit in memory is refused before anything is allocated.
+    training cannot fit in memory is refused before anything is allocated.  Given the training split, the
+    model also keeps the data's classes and column encoding, and (``standardize``) its Standardize layer
+    measures the mean and std on it.
     """
+    model = _network(config, sample_shape, n_outputs, task, dataset_name)
+    if train is not None:
+        if task == "classification" and train.classes is not None:
+            model.classes = np.asarray(train.classes)
+        if train.columns is not None:
+            model.inputs = train.columns.describe()
+        if config.standardize:
+            model.layers[0].adapt(train)
+    return model
+
+
+def _network(config, sample_shape, n_outputs, task, dataset_name):
     from .layerspec import has_images, image_layers
     from .memory import check_training_fits
     from .model import MLP, Sequential
@@ -60,7 +61,10 @@ def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
         check_training_fits(sizes, config.batch_size, np.dtype(config.dtype).itemsize,
                             len(OPTIMIZERS[config.optimizer].buffers))
         return MLP(sizes, activation=config.activation, loss=config.loss, seed=config.seed, dtype=config.dtype,
-                   weight_decay=weight_decay, task=task, dropout=config.dropout, batch_norm=config.batch_norm)
+                   weight_decay=weight_decay, task=task, dropout=config.dropout, batch_norm=config.batch_norm,
+                   standardize=config.standardize)
+    if config.standardize:
+        raise ConfigError("standardize scales flat features (tables): drop it for a conv net on images")
     if len(shape) not in (2, 3):
         raise ConfigError(f"layers={','.join(map(str, config.layers))!r} need images, but dataset "
                           f"{dataset_name or config.dataset!r} has flat samples of {n_features} features: use mnist, "
@@ -70,6 +74,23 @@ def build_model(config, sample_shape, n_outputs, task, dataset_name=None):
                           batch_norm=config.batch_norm, seed=config.seed)
     return Sequential(layers, loss=config.loss, dtype=config.dtype, seed=config.seed,
                       weight_decay=weight_decay, task=task, input_shape=shape)
+
+
+SCALE_HINT_RATIO = 100.0
+
+
+def scale_hint(train):
+    """A one-line hint when float features' magnitudes (max |x| of each non-constant column) differ by more
+    than SCALE_HINT_RATIO (a column in the thousands beside columns near 1), else None."""
+    if train.scale is not None or train.x.dtype.kind != "f":
+        return None
+    sample = train.batch(np.arange(min(len(train), 20_000)))[0]    # a look, not a pass over a large store
+    varies = sample.max(axis=0) > sample.min(axis=0)
+    size = np.abs(sample[:, varies]).max(axis=0) if varies.any() else np.empty(0)
+    if len(size) < 2 or size.max() <= SCALE_HINT_RATIO * size.min():
+        return None
+    return (f"hint: feature scales differ by {size.max() / size.min():.0f}x (largest |x| per column from "
+            f"{size.min():.3g} to {size.max():.3g}): pass --standardize to scale them inside the model")
 
 
 def build_optimizer(config):
@@ -93,7 +114,8 @@ def load_splits(config, cache_dir=None):
 
     splits = load_dataset(config.dataset, seed=config.seed, val_fraction=config.val_fraction,
                           label_column=config.label_column, cache_dir=cache_dir,
-                          flatten=not has_images(config.layers))
+                          flatten=not has_images(config.layers), test_fraction=config.test_fraction,
+                          features=config.features, drop=config.drop, impute=config.impute)
     train, val = splits.train, splits.val
     if val is None:
         train, val = train_val_split(train, config.val_fraction, seed=config.seed)
@@ -101,17 +123,17 @@ def load_splits(config, cache_dir=None):
 
 
 @contextmanager
-def stop_on_signals(trainer):
-    """SIGINT/SIGTERM finish the current iteration and stop the trainer as ``interrupted``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def handle_stop_signals(on_signal):
+    """SIGINT/SIGTERM call ``on_signal(signum, count)`` (main thread only; elsewhere nothing is installed);
+    yields the list of signals received.  The previous handlers come back at the end."""
     received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
 
     def handler(signum, frame):
-        name = signal.Signals(signum).name
         received.append(signum)
-        trainer.stop("interrupted", f"{name} received at iteration {trainer.iteration}")
+        on_signal(signum, len(received))
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -119,6 +141,12 @@ def stop_on_signals(trainer):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def stop_on_signals(trainer):
+    """SIGINT/SIGTERM finish the current iteration and stop the trainer as ``interrupted``."""
+    return handle_stop_signals(lambda signum, count: trainer.stop(
+        "interrupted", f"{signal.Signals(signum).name} received at iteration {trainer.iteration}"))
 
 
 def read_resume_checkpoint(out):
@@ -140,8 +168,8 @@ def read_resume_checkpoint(out):
             raise CheckpointError(f"cannot resume {out!r}: its config.json is not usable ({exc})") from None
     state, metadata = load_checkpoint(path)
     try:
-        config = TrainConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError) as exc:
+        config = TrainConfig.from_dict(load_json_text(metadata["config"], f"{path!r}'s config"))
+    except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path!r} has no usable config ({exc})") from None
     return state, metadata, config
 
@@ -155,29 +183,38 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
 
     ``resume=True`` continues ``out`` from its checkpoint.safetensors with the config saved there
     (``config`` may be None; when given it must equal the saved one).
+    The folder is claimed (``runfolder.claim_folder``) for the whole run.
     """
+    out = check_location(out, "--resume" if resume else "--out")
+    if not resume:
+        if not isinstance(config, TrainConfig):
+            raise ConfigError("train_run needs a TrainConfig")
+        config.validate()
+        check_replaceable(out, "run", overwrite)       # before any data is loaded
+    with claim_folder(out, "run", overwrite=overwrite, resume=resume, command="sgdlab train",
+                      what="--resume" if resume else "--out") as claim:
+        return _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, callbacks)
+
+
+def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, callbacks):
+    """``train_run``'s work, in a folder ``claim`` owns."""
     from threadpoolctl import threadpool_limits
 
     from .training import EarlyStopping, EpochLogger, Trainer
 
-    out = os.fspath(out)
     checkpoint_path = os.path.join(out, CHECKPOINT_NAME)
     if resume:
         state, metadata, saved = read_resume_checkpoint(out)
         if state is None:
             print(f"{out}: no checkpoint was written before the run stopped: starting it from the beginning "
                   f"with its config.json", file=stream or sys.stdout)
-            resume, overwrite = False, True
+            resume = False                         # its folder is then cleared and written afresh
         if config is not None and config.to_dict() != saved.to_dict():
             changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
             raise ConfigError(f"cannot resume {out!r} with changed settings ({', '.join(changed)}): a resumed run "
                               f"keeps the settings it started with")
         config = saved
-    if not isinstance(config, TrainConfig):
-        raise ConfigError("train_run needs a TrainConfig")
-    config.validate()
-    if not resume and os.path.isdir(out) and os.listdir(out) and not overwrite:
-        prepare_run_dir(out, overwrite=False)  # raises before any data is loaded
+        config.validate()
     train, val, test = load_splits(config, cache_dir=cache_dir)
     if config.sampling == "auto":
         config = auto_sampling(config, train, None if quiet else (stream or sys.stdout))
@@ -185,7 +222,11 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
         config = config.replace(lr=config.learning_rate())  # config.json records the lr it trained with
     task = "classification" if train.is_classification else "regression"
     n_outputs = train.n_classes if task == "classification" else train.t.shape[1]
-    model = build_model(config, train.x.shape[1:], n_outputs, task)
+    model = build_model(config, train.x.shape[1:], n_outputs, task, train=train)
+    if not quiet and not config.standardize and not resume:
+        hint = scale_hint(train)
+        if hint:
+            print(hint, file=sys.stderr)
     optimizer = build_optimizer(config)
     extra_callbacks, callbacks = list(callbacks), []
     if config.patience:
@@ -206,13 +247,20 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
                       checkpoint_every=config.checkpoint_every, checkpoint_seconds=config.checkpoint_seconds,
                       train_metrics=config.train_metrics)
     if resume:
-        if json.loads(metadata.get("architecture", "null")) != model.describe():
+        if load_json_text(metadata.get("architecture", "null"), checkpoint_path) != model.describe():
             raise CheckpointError(f"{checkpoint_path!r} is for another architecture than the model its config "
                                   f"builds on this data (was the dataset changed?)")
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except SgdlabError:
+            raise
+        except (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"{checkpoint_path!r} holds a training state that does not fit this run "
+                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        check_history(trainer.history, checkpoint_path)
         remove_stale_temporaries(out)
     else:
-        out = prepare_run_dir(out, overwrite=overwrite)
+        claim.clear()
         write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
     with threadpool_limits(limits=config.threads), stop_on_signals(trainer) as received:
         history = trainer.run()
@@ -237,6 +285,21 @@ def auto_sampling(config, train, stream=None):
         where = "an on-disk store: blocks of rows, read ahead" if sampling == "block-shuffle" else "data in memory"
         print(f"sampling auto -> {sampling}{' with prefetch' if prefetch else ''} ({where})", file=stream)
     return config.replace(sampling=sampling, prefetch=prefetch)
+
+
+def check_history(history, where):
+    """A resumed History's rows are dicts of the metric columns holding numbers (or None), its losses numbers."""
+    from .history import METRIC_COLUMNS
+
+    def number(v):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    rows_ok = isinstance(history.rows, list) and all(
+        isinstance(r, dict) and all(c in r and number(r[c]) for c in METRIC_COLUMNS) for r in history.rows)
+    losses_ok = isinstance(history.iteration_loss, list) and all(number(v) for v in history.iteration_loss)
+    if not (rows_ok and losses_ok):
+        raise CheckpointError(f"{where!r} holds a history whose rows or losses are not numbers by metric: "
+                              f"it was edited or damaged")
 
 
 class LiveMetrics(Callback):
@@ -278,6 +341,14 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
         "n_params": int(model.params.size),
         "overfitting_onset_epoch": overfitting_onset(history),
     }
+    report_split = test if test is not None else val
+    report = None
+    if report_split is not None:
+        from .metrics import model_report
+
+        report = model_report(model, report_split)
+        summary["report_split"] = "test" if test is not None else "val"
+        summary["classification_report" if model.is_classifier else "regression_report"] = report
     save_model(model, os.path.join(out, "model.safetensors"),
                metadata={"config": config.to_dict(), "status": history.status})
     write_json_atomic(os.path.join(out, "summary.json"), summary)
@@ -291,6 +362,10 @@ def finish_run(out, config, model, history, trainer, train, val, test, pictures=
     with atomic_path(os.path.join(out, "accuracy.png")) as tmp:
         plots.accuracy_curves(history, onset_epoch=summary["overfitting_onset_epoch"]).savefig(
             tmp, dpi=110, format="png")
+    if report is not None and model.is_classifier:
+        with atomic_path(os.path.join(out, "confusion.png")) as tmp:
+            plots.confusion_matrix(report, title=f"Confusion matrix ({summary['report_split']} split)").savefig(
+                tmp, dpi=110, format="png")
     return summary
 
 
@@ -306,6 +381,14 @@ def print_summary(summary, out, stream=None):
     print(f"best epoch {summary['best_epoch']} ({summary.get('monitor')}), "
           f"test accuracy {'n/a' if acc is None else f'{acc:.4f}'}, {summary['seconds']:.1f}s of training",
           file=stream)
+    report = summary.get("classification_report")
+    if report:
+        print(f"{summary['report_split']} macro F1 {report['macro avg']['f1']:.4f}, weighted F1 "
+              f"{report['weighted avg']['f1']:.4f} (per class: summary.json, confusion.png)", file=stream)
+    if summary.get("regression_report"):
+        from .metrics import format_report
+
+        print(f"{summary['report_split']} {format_report(summary['regression_report'])}", file=stream)
     print(f"run folder: {out} (config.json, metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png)",
           file=stream)
     if summary.get("checkpoint"):

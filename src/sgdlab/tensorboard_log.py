@@ -1,7 +1,7 @@
 """TensorBoard logging: every evaluation's metrics as scalars, the weights as histograms once per epoch.
 
 Written with tensorboardX (``pip install 'sgdlab[tensorboard]'``): it needs only
-numpy, protobuf and packaging (~0.7 MB), where the ``tensorboard`` package's own
+numpy, protobuf and packaging (0.65 MB + protobuf's 2.2 MB), where the ``tensorboard`` package's own
 writer comes with the whole TensorBoard server (grpcio, werkzeug, markdown,
 tensorboard-data-server: ~55 MB).  Viewing the files still needs ``tensorboard``,
 wherever it is installed: ``tensorboard --logdir DIR``.

@@ -6,7 +6,8 @@ import typing
 
 
 FIELD_HELP = {
-    "dataset": "mnist, digits, spirals, blobs, circles, xor, a store folder, or a path to .npz / .npy / .csv",
+    "dataset": "mnist, digits, spirals, blobs, circles, xor, a store folder, or a path to .npz / .npy / .csv / "
+               ".parquet",
     "layers": "hidden layers, e.g. 100 or 256,128 ('' for none); a conv net puts image layers first: convFkK "
               "(F filters of KxK; add sS stride, pP padding), poolK (max), avgpoolK, e.g. "
               "conv16k5,pool2,conv32k5,pool2,100",
@@ -48,7 +49,15 @@ FIELD_HELP = {
     "dtype": "floating-point type of the parameters",
     "seed": "seed of every random choice",
     "val_fraction": "fraction of train held out for validation when the dataset has none",
-    "label_column": "CSV datasets: name of the label column",
+    "label_column": "CSV / Parquet datasets: name of the label column (text, boolean or number labels)",
+    "test_fraction": "fraction held out (stratified) as the test split when the dataset has none; 0 keeps every "
+                     "row for training and validation",
+    "features": "CSV / Parquet datasets: the feature columns, e.g. a,b,c (default: all but the label and --drop)",
+    "drop": "CSV / Parquet datasets: columns that are not features, e.g. id",
+    "standardize": "scale each feature by the training split's mean and std inside the model (a Standardize "
+                   "layer, kept in model.safetensors)",
+    "impute": "mean: fill missing cells with the training split's column means (kept in the model); unset: "
+              "refuse missing values",
     "threads": "BLAS threads (default: all cores)",
     "prefetch": "true|false: gather the next batch on a background thread while this one trains",
     "checkpoint_every": "also write runs/NAME/checkpoint.safetensors every N iterations (always at each epoch's end)",
@@ -129,6 +138,20 @@ def number_type(kind):
     return parse
 
 
+def whole_at_least(low):
+    """An argparse type: a whole number >= ``low`` (else a one-line usage error naming it)."""
+    whole = number_type(int)
+
+    def parse(text):
+        value = whole(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number >= {low}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def add_config_flags(parser, as_text=False):
     """One flag per TrainConfig field (--batch-size for batch_size ...); unset flags stay absent.
 
@@ -148,12 +171,21 @@ def add_config_flags(parser, as_text=False):
                             help=field_help(f.name), metavar=f.name.upper(), **bare)
 
 
+def config_path(path):
+    """--config's value; "" is refused (it would otherwise read as "no --config")."""
+    from ..errors import ConfigError
+
+    if not path.strip():
+        raise ConfigError("--config '' is empty: give a TOML file")
+    return path
+
+
 def config_from_args(args):
     from ..config import TrainConfig
 
     values = {}
-    if getattr(args, "config", None):
-        values.update(TrainConfig.from_toml(args.config).to_dict())
+    if getattr(args, "config", None) is not None:
+        values.update(TrainConfig.from_toml(config_path(args.config)).to_dict())
     for f in dataclasses.fields(TrainConfig):
         if hasattr(args, f.name):
             values[f.name] = getattr(args, f.name)

@@ -23,10 +23,11 @@ def cmd_export(args):
 
 
 def add_parser(sub):
+    from ..onnx_export import CONVERTERS, OPSET  # the layer list from the exporter's registry
+
     export = sub.add_parser("export", help="write a saved model as ONNX (runs in onnxruntime, no sgdlab needed)",
-                            description="Export a model.safetensors (or a run folder) to ONNX opset 17: Dense, "
-                                        "BatchNorm (inference form), ReLU/Sigmoid/Tanh, Conv2D, MaxPool2D, "
-                                        "AvgPool2D, Flatten; Dropout is left out.  "
+                            description=f"Export a model.safetensors (or a run folder) to ONNX opset {OPSET}; layers: "
+                                        f"{', '.join(CONVERTERS)} (BatchNorm in inference form, Dropout left out).  "
                                         "Classifiers output 'logits' and 'probabilities', regressors "
                                         "'predictions'; the batch dimension is dynamic.  Needs "
                                         "pip install 'sgdlab[onnx]'.")

@@ -13,7 +13,7 @@ from sgdlab.errors import ConfigError, DataError
 from .converters import SYNTH_NAMES, convert, synth_mnist_shifted
 from .datasets import (_SYNTHETIC, DATASET_NAMES, Dataset, Splits, _split, load_digits, make_blobs, make_circles,
                        make_spirals, make_xor, train_val_split)
-from .files import load_arrays
+from .files import labelled, load_arrays
 from .mnist import MNIST_PICKLE_SHA256, load_mnist, load_mnist_pickle, read_idx
 from .store import STORE_FORMAT, StoreWriter, is_store, open_store, read_meta, verify_store
 
@@ -22,7 +22,7 @@ __all__ = [
     "make_spirals", "make_blobs", "make_circles", "make_xor", "load_arrays",
     "train_val_split", "load_dataset", "DATASET_NAMES", "MNIST_PICKLE_SHA256",
     "STORE_FORMAT", "StoreWriter", "is_store", "open_store", "read_meta", "verify_store",
-    "convert", "synth_mnist_shifted", "SYNTH_NAMES",
+    "convert", "synth_mnist_shifted", "SYNTH_NAMES", "labelled",
 ]
 
 
@@ -31,16 +31,19 @@ def as_dataset(data, role="training"):
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        return Dataset(data[0], data[1], name=role)
+        return labelled(data[0], data[1], name=role)          # labels as they come: text, bool, any integers
     raise ConfigError(f"the {role} data is a {type(data).__name__}: give a sgdlab.Dataset or a pair (x, t) of arrays")
 
 
-def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cache_dir=None, flatten=True) -> Splits:
+def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cache_dir=None, flatten=True,
+                 test_fraction=0.0, features=None, drop=None, impute=None, classes=None, columns=None) -> Splits:
     """A dataset by name (mnist, digits, spirals, blobs, circles, xor), a store folder, or a file (load_arrays).
 
     MNIST keeps its fixed split (val_fraction is ignored); a synthetic set is drawn with 3x the
     default samples: one third becomes the test set, val_fraction of all the val set, the rest train.
     A store keeps its split ranges; without a val range its last val_fraction of train is the val set.
+    A file without ready splits holds out test_fraction (stratified for classes) as its test set.
+    ``classes`` / ``columns`` (a trained model's): encode labels and table columns as that model was trained.
     ``flatten=False``: MNIST and digits as images (n, 1, H, W); files and stores keep the shape they hold.
     """
     key = str(name_or_path).lower()
@@ -54,6 +57,8 @@ def load_dataset(name_or_path, seed=0, val_fraction=0.2, label_column=None, cach
     if is_store(name_or_path):
         return open_store(name_or_path, val_fraction=val_fraction)
     if Path(name_or_path).exists():
-        return load_arrays(name_or_path, label_column=label_column, val_fraction=val_fraction, seed=seed)
+        return load_arrays(name_or_path, label_column=label_column, val_fraction=val_fraction, seed=seed,
+                           test_fraction=test_fraction, features=features, drop=drop, impute=impute,
+                           classes=classes, columns=columns)
     raise DataError(f"dataset={str(name_or_path)!r} is unknown: use {', '.join(DATASET_NAMES)} "
-                    "or a path to a store folder, .npz, .npy or .csv")
+                    "or a path to a store folder, .npz, .npy, .csv or .parquet")

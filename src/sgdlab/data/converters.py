@@ -7,9 +7,7 @@ cannot be mapped, so each array is read whole).
 
 from __future__ import annotations
 
-import csv
 import gzip
-import itertools
 import math
 import re
 import zipfile
@@ -21,9 +19,10 @@ import numpy as np
 from sgdlab.errors import ConfigError, DataError
 from sgdlab.validation import check_count
 
-from .files import _load_npy, _npz_get
+from ..tables import are_class_labels, column_index, numeric_block, open_csv
+from .files import _load_npy, npz_array
 from .mnist import _IDX_DTYPES
-from .store import StoreWriter, _bar, _chunk_rows
+from .store import SPLITS, StoreWriter, _bar, _chunk_rows, is_store, read_meta
 
 SYNTH_NAMES = ("mnist-shifted",)
 _CSV_CHUNK_VALUES = 1 << 21          # CSV fields parsed at a time (16 MB as float64)
@@ -35,27 +34,32 @@ def convert(src, dst, label_column=None, val_samples=0, overwrite=False, progres
     ``src``: a folder of IDX files (``*-images-idx3-ubyte[.gz]`` with ``*-labels-idx1-ubyte[.gz]``;
     ``t10k``/``test`` files become the test split), a folder holding ``x.npy`` and ``t.npy`` (or
     ``X.npy``/``y.npy``) or the ``x.npy`` itself, a ``.npz`` (``x``/``t`` or ``x_train``/``t_train``...),
-    or a CSV with a header (``label_column`` names the labels).  ``val_samples``: the last rows of the
+    or a CSV / Parquet table with a header (``label_column`` names the labels; text class labels are
+    kept as the store's ``class_names``).  ``val_samples``: the last rows of the
     training split become the validation split.
     """
     check_count("val_samples", val_samples, 0)
     src = Path(src)
     if not src.exists():
         raise DataError(f"{src} does not exist: give IDX files' folder, a .npz, .npy pair or .csv")
-    if src.is_dir() and _idx_pairs(src):
+    class_names = None
+    if is_store(src):
+        parts = _store_sources(src)
+    elif src.is_dir() and _idx_pairs(src):
         parts = [(role, _idx_source(img, lab)) for role, img, lab in _idx_pairs(src)]
     elif src.is_dir() or src.suffix == ".npy":
         parts = [("train", _npy_source(src))]
     elif src.suffix == ".npz":
         parts = _npz_sources(src)
-    elif src.suffix.lower() == ".csv":
-        parts = [("train", _csv_source(src, label_column))]
+    elif src.suffix.lower() in (".csv", ".parquet"):
+        source = (_csv_source if src.suffix.lower() == ".csv" else _table_source)(src, label_column)
+        parts, class_names = [("train", source[:6])], (source[6] if len(source) > 6 else None)
     else:
-        raise DataError(f"{src} has suffix {src.suffix!r}: use a folder of IDX files, .npz, .npy or .csv")
-    return _write(parts, dst, val_samples, overwrite, progress, src)
+        raise DataError(f"{src} has suffix {src.suffix!r}: use a folder of IDX files, .npz, .npy, .csv or .parquet")
+    return _write(parts, dst, val_samples, overwrite, progress, src, class_names)
 
 
-def _write(parts, dst, val_samples, overwrite, progress, source):
+def _write(parts, dst, val_samples, overwrite, progress, source, class_names=None):
     """parts: [(split, (n or None if unknown, feature_shape, x_dtype, t_shape, t_dtype, chunks))] written one after another."""
     n_total = None if any(p[1][0] is None for p in parts) else sum(p[1][0] for p in parts)
     _, (_, feature_shape, x_dtype, t_shape, t_dtype, _) = parts[0]
@@ -90,7 +94,8 @@ def _write(parts, dst, val_samples, overwrite, progress, source):
                                   "training samples")
             splits["train"], splits["val"] = [a, b - val_samples], [b - val_samples, b]
         scale = 1.0 / 255.0 if x_dtype == np.uint8 else None
-        return w.close(scale=scale, n_classes=top + 1 if labels else None, splits=splits,
+        n_classes = len(class_names) if class_names else top + 1 if labels else None
+        return w.close(scale=scale, n_classes=n_classes, class_names=class_names, splits=splits,
                        name=Path(dst).name, source=str(source))
 
 
@@ -185,6 +190,14 @@ def _check_pair(x, t, what):
     return len(x), x.shape[1:], x.dtype, t.shape[1:], t.dtype, _array_chunks(x, t)
 
 
+def _store_sources(src: Path):
+    """Another store: its train/val/test row ranges stay splits (not merged into train)."""
+    meta = read_meta(src)
+    x, t = _load_npy(src / "x.npy"), _load_npy(src / "t.npy")
+    ranges = sorted(meta["splits"].items(), key=lambda kv: SPLITS.index(kv[0]))
+    return [(role, _check_pair(x[a:b], t[a:b], f"{src} {role}")) for role, (a, b) in ranges]
+
+
 def _npy_source(src: Path):
     folder = src if src.is_dir() else src.parent
     pairs = [("x.npy", "t.npy"), ("X.npy", "y.npy")] if src.is_dir() else [(src.name, "t.npy"), (src.name, "y.npy")]
@@ -202,36 +215,32 @@ def _npz_sources(src: Path):
     with npz:
         keys = set(npz.files)
         if {"x_train", "t_train"} <= keys:
-            return [(role, _check_pair(_npz_get(npz, f"x_{role}", src), _npz_get(npz, f"t_{role}", src),
+            return [(role, _check_pair(npz_array(npz, f"x_{role}", src), npz_array(npz, f"t_{role}", src),
                                        f"{src} {role}"))
                     for role in ("train", "val", "test") if f"x_{role}" in keys and f"t_{role}" in keys]
         for xk, tk in (("x", "t"), ("X", "y")):
             if {xk, tk} <= keys:
-                return [("train", _check_pair(_npz_get(npz, xk, src), _npz_get(npz, tk, src), str(src)))]
+                return [("train", _check_pair(npz_array(npz, xk, src), npz_array(npz, tk, src), str(src)))]
     raise DataError(f"{src} holds arrays {sorted(keys)}: need x and t (or X and y, or x_train, t_train, ...)")
 
 
 # ---------------------------------------------------------------- CSV, streamed
 
 def _csv_source(path: Path, label_column):
-    """Rows parsed ~2M values at a time; x float32; labels integral in the first chunk -> int64 classes."""
+    """Rows parsed ~2M values at a time; x float32; labels integral in the first chunk -> int64 classes.
+
+    A CSV whose first rows hold text (class names, categories) is read whole as a table instead."""
+    f, header = open_csv(path)
     try:
-        f = open(path, newline="")
-        header = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable CSV file ({e}): use a text CSV with a header row") from None
-    if not header:
+        k, width = column_index(header, label_column, path), len(header)
+        step = max(1, _CSV_CHUNK_VALUES // width)
+        first = numeric_block(f, step, width, path, 2)
+    except DataError as e:
         f.close()
-        raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row")
-    header = [h.strip() for h in header]
-    if label_column is None or label_column not in header:
-        f.close()
-        what = "no label_column was given" if label_column is None else f"label_column={label_column!r} is missing"
-        raise DataError(f"{path}: {what}: name one of the columns {header}")
-    k, width = header.index(label_column), len(header)
-    step = max(1, _CSV_CHUNK_VALUES // width)
-    first = _csv_rows(f, step, width, path, 2)
-    integral = bool(np.all(first[:, k] == np.round(first[:, k])))
+        if "not a number" in str(e):
+            return _table_source(path, label_column)
+        raise
+    integral = are_class_labels(first[:, k])
 
     def chunks():
         with f:
@@ -244,24 +253,26 @@ def _csv_source(path: Path, label_column):
                                     "rows were class labels: use whole-number labels throughout")
                 yield np.delete(data, k, axis=1), (t.astype(np.int64) if integral else t[:, None])
                 line += len(data)
-                data = _csv_rows(f, step, width, path, line)
+                data = numeric_block(f, step, width, path, line)
 
     return None, (width - 1,), np.dtype(np.float32), () if integral else (1,), \
         np.dtype(np.int64 if integral else np.float32), chunks()
 
 
-def _csv_rows(f, count, width, path, line):
-    lines = [s for s in itertools.islice(f, count) if s.strip()]
-    if not lines:
-        return np.empty((0, width))
-    try:
-        data = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise DataError(f"{path} near line {line} holds a value that is not a number ({e}): all CSV fields "
-                        "must be numeric") from None
-    if data.shape[1] != width:
-        raise DataError(f"{path} near line {line} has rows of {data.shape[1]} fields for {width} header columns")
-    return data
+def _table_source(path: Path, label_column):
+    """A CSV with text, or a Parquet file, read whole: classes and one-hot columns as for training."""
+    from .files import load_table
+    from .frame import read_table
+
+    table = read_table(path)
+    for name in table.names:
+        values = table.columns[name]
+        if name != label_column and values.dtype.kind == "U":
+            raise DataError(f"{path} column {name!r} holds text ({values[np.argmax(values != '')]!r}), not a "
+                            "number: a store keeps numeric features (text is allowed in the label column)")
+    ds = load_table(path, label_column, val_fraction=0.0, test_fraction=0.0, table=table).train
+    source = _check_pair(np.asarray(ds.x), ds.t, str(path))
+    return (*source, None if ds.classes is None else ds.classes.tolist())
 
 
 # ---------------------------------------------------------------- synthetic MNIST-like sets

@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 import mmap
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
+
+from .checks import MAX_CLASSES, check_class_count
 from sgdlab.validation import check_count, check_fraction, check_nonnegative
+
+from .splits import Splits, _split, train_val_split  # noqa: F401  (Splits and train_val_split re-exported)
 
 DATASET_NAMES = ("mnist", "digits", "spirals", "blobs", "circles", "xor")
 _NAN_CHUNK_ELEMENTS = 1 << 22        # rows scanned per NaN check step: ~4M values (32 MB of float64)
@@ -60,6 +63,8 @@ class Dataset:
     scale: float | None
     n_classes: int | None
     name: str
+    classes = None      # the original class labels t indexes (None: the labels are the indices themselves)
+    columns = None      # how a table's columns became x (a ``data.frame.Columns``), None for arrays
 
     def __len__(self) -> int:
         return len(self.x)
@@ -138,7 +143,9 @@ class Dataset:
         indices = self._check_indices(indices)
         x = np.asarray(np.take(self.x, indices, axis=0, mode="wrap"))   # plain arrays, even from a memmap
         t = np.asarray(np.take(self.t, indices, axis=0, mode="wrap"))
-        return _trusted(x, t, self.scale, self.n_classes, self.name)
+        part = _trusted(x, t, self.scale, self.n_classes, self.name)
+        part.classes, part.columns = self.classes, self.columns
+        return part
 
     def chunks(self, size=10000):
         """Yield (xb, tb) over the whole set in order, ``size`` rows at a time (for evaluation)."""
@@ -334,8 +341,8 @@ def _check_t(t, n, n_classes):
     if len(t) != n:
         raise DataError(f"x has {n} samples but t has {len(t)}: they must be equal")
     if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
-                                  or n_classes < 1):
-        raise ConfigError(f"n_classes={n_classes!r} is not allowed: use an integer >= 1 or None")
+                                  or not 1 <= n_classes <= MAX_CLASSES):
+        raise ConfigError(f"n_classes={n_classes!r} is not allowed: use an integer from 1 to {MAX_CLASSES} or None")
     if t.dtype.kind in "iu":
         if t.ndim != 1:
             raise DataError(f"t has integer dtype and shape {t.shape}: integer labels must be 1-D (n,)")
@@ -345,7 +352,7 @@ def _check_t(t, n, n_classes):
             raise DataError(f"label {lo} at index {i} is negative: labels must be integers in "
                             f"[0, {n_classes if n_classes is not None else 'n_classes'})")
         if n_classes is None:
-            return hi + 1
+            return check_class_count(hi + 1, f"labels up to {hi}")
         if hi >= n_classes:
             i = int(np.argmax(t >= n_classes))
             raise DataError(f"label {int(t[i])} at index {i} is out of range: labels must be integers "
@@ -358,41 +365,6 @@ def _check_t(t, n, n_classes):
         raise DataError(f"n_classes={n_classes} does not fit float targets of shape {t.shape}: "
                         "use None or the number of target columns")
     return None if n_classes is None else int(n_classes)
-
-
-@dataclass
-class Splits:
-    """The train / validation / test sets of one dataset (val and test may be absent)."""
-
-    train: Dataset
-    val: Dataset | None = None
-    test: Dataset | None = None
-
-
-# ---------------------------------------------------------------- splitting
-
-def _split(ds: Dataset, val_fraction, test_fraction, seed) -> Splits:
-    """Seeded random split of ``ds`` into train / val / test (val or test None when its fraction is 0)."""
-    check_fraction("val_fraction", val_fraction)
-    check_fraction("test_fraction", test_fraction)
-    n = len(ds)
-    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
-    if val_fraction and n_val == 0 or test_fraction and n_test == 0 or n - n_val - n_test < 1:
-        raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} do not fit "
-                          f"{n} samples: each split needs at least one sample and train the rest")
-    if n_val == 0 and n_test == 0:
-        return Splits(ds, None, None)
-    order = np.random.default_rng(seed).permutation(n)
-    test_idx, val_idx, train_idx = np.split(order, [n_test, n_test + n_val])
-    return Splits(ds.subset(train_idx), ds.subset(val_idx) if n_val else None,
-                  ds.subset(test_idx) if n_test else None)
-
-
-def train_val_split(dataset, val_fraction=0.2, seed=0):
-    """Seeded random split into (train, val); val holds round(n * val_fraction) samples."""
-    check_fraction("val_fraction", val_fraction, allow_zero=False)
-    s = _split(dataset, val_fraction, 0.0, seed)
-    return s.train, s.val
 
 
 # ---------------------------------------------------------------- synthetic sets

@@ -19,7 +19,20 @@ DEMOS = {
     "local-minima": ("sgdlab.demos.descent", "local_minima"),
     "mnist-optimizers": ("sgdlab.demos.descent", "mnist_optimizers"),
     "overfitting": ("sgdlab.demos.overfitting", "overfitting"),
+    "conv-filters": ("sgdlab.demos.conv_filters", "conv_filters"),
 }
+
+
+DEMO_PICTURES = {
+    "gradient-field": ("gradient_field.png",),
+    "numerical-error": ("numerical_error.png",),
+    "lr-effects": ("lr_effects.png",),
+    "optimizers": ("optimizers_paths.png", "optimizers_loss.png"),
+    "local-minima": ("local_minima.png",),
+    "mnist-optimizers": ("mnist_optimizers.png",),
+    "overfitting": ("overfitting.png",),
+    "conv-filters": ("conv_filters.png", "conv_feature_maps.png"),
+}  # the files each demo writes: checked before it runs, so --overwrite decides about all of them
 
 
 def get_demo(name):

@@ -72,11 +72,12 @@ def write_range_test(out, result):
     """range_test.csv (iteration, lr, loss, smoothed_loss) and range_test.png in ``out``."""
     from .. import plots
     from ..checkpoint import write_text_atomic
+    from ..tables import format_rows
 
-    lines = ["iteration,lr,loss,smoothed_loss"]
-    lines += [f"{i},{lr:.6g},{loss:.6g},{s:.6g}" for i, (lr, loss, s) in
-              enumerate(zip(result["lrs"], result["losses"], result["smoothed"]))]
-    write_text_atomic(os.path.join(out, "range_test.csv"), "\n".join(lines) + "\n")
+    rows = [[i, f"{lr:.6g}", f"{loss:.6g}", f"{s:.6g}"] for i, (lr, loss, s) in
+            enumerate(zip(result["lrs"], result["losses"], result["smoothed"]))]
+    columns = ["iteration", "lr", "loss", "smoothed_loss"]
+    write_text_atomic(os.path.join(out, "range_test.csv"), format_rows(columns, rows))
     write_json_atomic(os.path.join(out, "range_test.json"),
                       {"suggested_lr": result["suggested_lr"], "blowup_iteration": result["end"],
                        "iterations": int(result["losses"].size), "status": result["status"]})

@@ -1,12 +1,14 @@
 """The results table: a finished trial's row (its sweep status from its run folder), ranking, sweep.csv."""
 
 import csv
-import io
 import json
 import math
 import os
 
+from ..checkpoint import write_text_atomic
+from ..errors import ConfigError, SgdlabError
 from ..history import best_row_index
+from ..tables import format_rows, read_records, records
 from ..training import divergence
 from .space import _field_types, _parse_scalar
 
@@ -22,7 +24,7 @@ def trial_result(spec, result, slow_threshold):
     metric: ``history.best_row_index``'s rule); divergence is ``training.divergence`` with ``DIVERGED_FACTOR``."""
     summary = result["summary"]
     metrics = [{**row, **{k: _float(row.get(k)) for k in ("train_loss", "val_loss", "val_acc")}}
-               for row in csv.DictReader(io.StringIO(result["files"]["metrics.csv"].decode()))]
+               for row in records(result["files"]["metrics.csv"])]
     losses = json.loads(result["files"]["iteration_loss.json"])
     initial = losses[0] if losses else float("nan")
     best = _best_index(metrics, summary, spec["config"])
@@ -83,48 +85,60 @@ def rank_key(row):
             loss if loss is not None else math.inf, row["trial"])
 
 
-
 def write_table(path, rows):
     """sweep.csv: the ranked rows, written to a temporary name and renamed."""
     columns = ["rank", "trial", "rung"]
     for row in rows:
         columns += [k for k in row if k not in columns and k not in RESULT_COLUMNS]
     columns += RESULT_COLUMNS
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for rank, row in enumerate(rows, 1):
-        row = {**row, "rank": rank}
-        writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
-    from ..checkpoint import write_text_atomic
-
-    write_text_atomic(path, buffer.getvalue())
+    write_text_atomic(path, format_rows(columns, [{**row, "rank": rank} for rank, row in enumerate(rows, 1)]))
 
 
 def read_table(path):
-    """sweep.csv back to rows with numbers typed (the inverse of ``write_table``)."""
+    """sweep.csv back to rows with numbers typed (the inverse of ``write_table``); a damaged table ->
+    ConfigError naming the line (status known, rung a small whole number, numbers finite, header complete)."""
     kinds = _field_types()
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for raw in csv.DictReader(f):
-            row = {}
-            for key, text in raw.items():
-                if key == "rank":
-                    continue
-                if text == "":
-                    row[key] = None
-                elif key in ("rung",):
-                    row[key] = int(text)
-                elif key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
-                    row[key] = float(text)
-                elif key in ("best_epoch",):
-                    row[key] = text
-                elif key in kinds and key != "layers":
-                    row[key] = _parse_scalar(key, text)
-                else:
-                    row[key] = text
-            rows.append(row)
-    return SweepResults(rows)
+
+    def cell(key, text):
+        if text == "":
+            return None
+        if key == "rung":
+            return _table_number(key, text, int)
+        if key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
+            return _table_number(key, text, float)
+        if key in kinds and key not in ("layers", "best_epoch"):
+            return _parse_scalar(key, text)
+        return text
+
+    try:
+        rows = read_records(path, cell)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path!r} is not a readable sweep table ({exc}): start the sweep again with "
+                          f"--overwrite") from None
+    except SgdlabError as exc:
+        raise ConfigError(f"{path!r}: {exc}") from None
+    return SweepResults(_checked_row(row, path) for row in rows)
+
+
+def _checked_row(row, path):
+    row = {k: v for k, v in row.items() if k != "rank"}
+    missing = [c for c in RESULT_COLUMNS if c not in row]
+    if missing:
+        raise ConfigError(f"{path!r}: the header lacks {', '.join(missing)}")
+    if row.get("status") not in STATUS_ORDER or not isinstance(row.get("trial"), str) or row.get("rung") is None:
+        raise ConfigError(f"{path!r} has a row with status {row.get('status')!r}, trial {row.get('trial')!r}, rung "
+                          f"{row.get('rung')!r}: expected one of {', '.join(STATUS_ORDER)}, an id and a rung")
+    return row
+
+
+def _table_number(key, text, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text[:40]!r} is not a number") from None
+    if not math.isfinite(value) or value < 0 or (kind is int and value > 1000):
+        raise ConfigError(f"{key}={text[:40]!r} is not allowed: expected a finite number >= 0")
+    return value
 
 
 class SweepResults(list):
