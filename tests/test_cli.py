@@ -74,7 +74,8 @@ def test_toml_config_with_flag_override(tmp_path):
 def test_existing_run_folder_is_not_overwritten(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "metrics.csv").write_text("precious")
+    (out / "config.json").write_text('{"dataset": "spirals", "layers": [8], "optimizer": "sgd", "lr": 0.1}')
+    (out / "metrics.csv").write_text("precious")     # an earlier run's folder (--overwrite replaces only those)
     result = sgdlab("train", "--dataset", "spirals", "--epochs", "1", "--out", out)
     assert_one_line_error(result, "already exists", "--overwrite")
     assert (out / "metrics.csv").read_text() == "precious"

@@ -330,3 +330,25 @@ def test_scale_hint_only_where_magnitudes_differ_over_100x():
     assert scale_hint(Dataset(x, np.arange(50) % 2)) == "hint: feature scales differ by 150x (largest |x| per " \
         "column from 1 to 150): pass --standardize to scale them inside the model"
     assert scale_hint(Dataset(x[:, :2] / [1, 2], np.arange(50) % 2)) is None
+
+
+def test_sweep_takes_column_lists_as_one_value():
+    from sgdlab.sweep.space import parse_values
+
+    assert parse_values("features", "a,b") == "a,b"
+    assert parse_values("drop", "id/id,name").values == ("id", "id,name")       # alternatives: '/'
+
+
+def test_standardize_exports_to_onnx_with_the_same_outputs(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from sgdlab.onnx_export import export_onnx
+
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(64, 3)) * [3000, 1, 0.001] + [5000, 0, 0.01]).astype(np.float32)
+    model = MLP([3, 8, 2], standardize=True, seed=0)
+    model.layers[0].adapt(x)
+    export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))
+    np.testing.assert_allclose(outputs["probabilities"], model.predict_proba(x), rtol=0, atol=1e-5)

@@ -9,17 +9,21 @@ or the new one, never half of one.
 
 import hashlib
 import json
+import math
 import os
+import struct
 import tempfile
 from contextlib import contextmanager
 
 import numpy as np
 
 from .errors import CheckpointError, ConfigError
+from .safetensors_io import DTYPES, check_safetensors_header, load_json_text, safetensors_bytes
 
 MODEL_FORMAT = "sgdlab.model/1"
 CHECKPOINT_FORMAT = "sgdlab.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.safetensors"
+MAX_SAMPLE_VALUES = 10 ** 7         # values in one input sample of a saved model (a 3 x 1000 x 1000 image is 3e6)
 
 
 @contextmanager
@@ -31,6 +35,7 @@ def atomic_path(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.fchmod(fd, 0o666 & ~_umask())          # mkstemp makes 0600; a file is written as open() would make it
     os.close(fd)
     try:
         yield tmp
@@ -43,6 +48,13 @@ def atomic_path(path):
         if isinstance(exc, OSError) and exc.filename in (None, tmp):
             raise OSError(exc.errno, f"{exc.strerror or exc}; nothing was replaced", path) from None
         raise
+
+
+def _umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(folder):
@@ -105,35 +117,78 @@ def save_model(model, path, metadata=None):
 
 
 def _write_safetensors(path, tensors, metadata):
-    """Atomic safetensors write; a failure (disk full, file-size limit) -> CheckpointError, old file kept."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import save_file
-
+    """Atomic, byte-reproducible safetensors write; a failure (disk full, file-size limit) -> the old file kept."""
+    data = safetensors_bytes(tensors, metadata)
     try:
         with atomic_path(path) as tmp:
-            save_file(tensors, tmp, metadata=metadata)
-    except SafetensorError as exc:
-        reason = str(exc).rsplit(": ", 1)[-1] if "I/O error" in str(exc) else str(exc)
-        raise CheckpointError(f"could not write {os.fspath(path)!r} ({reason}); the disk may be full, "
+            write_bytes(tmp, data)
+    except OSError as exc:
+        raise CheckpointError(f"could not write {os.fspath(path)!r} ({exc.strerror or exc}); the disk may be full, "
                               f"nothing was replaced") from None
 
 
-def read_safetensors(path):
-    """(tensors, metadata) of a safetensors file; any defect -> CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import safe_open
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
 
+
+def read_safetensors(path):
+    """(tensors, metadata) of a safetensors file, its header checked before any tensor is read; any defect ->
+    CheckpointError."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"model file {path!r} does not exist")
+    header = check_safetensors_header(path)
+    metadata = header.pop("__metadata__", None) or {}
+    tensors = {}
     try:
-        with safe_open(path, framework="np") as f:
-            metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+        with open(path, "rb") as f:
+            base = 8 + struct.unpack("<Q", f.read(8))[0]
+            for name, info in header.items():
+                start, stop = info["data_offsets"]
+                f.seek(base + start)
+                dtype = np.dtype(DTYPES[info["dtype"]]).newbyteorder("<")
+                raw = np.frombuffer(f.read(stop - start), dtype=dtype)
+                tensors[name] = raw.astype(dtype.newbyteorder("=")).reshape(info["shape"])
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path!r} is not a readable safetensors file ({exc}); it may be truncated "
                               f"or not a model") from None
     return tensors, metadata
+
+
+def check_description(description, tensors, where):
+    """Refuse an architecture description whose sizes the file's tensors cannot back, before any model is built.
+
+    Every whole number in a layer (sizes, channels; not seeds) is at most the number of stored
+    parameters, so a 1 KB file cannot ask for a 10^12-unit layer.
+    """
+    if not (isinstance(description, dict) and isinstance(description.get("layers"), list)
+            and all(isinstance(d, dict) for d in description["layers"])):
+        raise CheckpointError(f"{where} has an architecture that is not {{'layers': [...], 'loss': ...}}")
+    total = sum(int(t.size) for t in tensors.values())
+    for k, layer in enumerate(description["layers"]):
+        for key, value in layer.items():
+            if isinstance(value, bool) or key == "seed" or value is None:
+                continue
+            if isinstance(value, list) and len(value) <= 4 and all(isinstance(v, int) for v in value):
+                value = max(value, default=0) if min(value, default=0) >= 0 else -1   # a kernel size, a stride
+            if isinstance(value, (dict, list)):
+                raise CheckpointError(f"{where}: layer {k} has a nested {key!r}: a layer's settings are numbers, "
+                                      f"names and short lists of whole numbers")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise CheckpointError(f"{where}: layer {k} has {key}={value}: settings must be finite")
+            if isinstance(value, int) and not 0 <= value <= max(total, 1):
+                raise CheckpointError(f"{where}: layer {k} has {key}={value}, but the file holds only {total} "
+                                      f"parameters: the architecture does not match its tensors")
+    shape = description.get("input_shape", [])
+    if not (isinstance(shape, list) and len(shape) <= 4 and all(isinstance(d, int) and not isinstance(d, bool)
+                                                                and d >= 1 for d in shape)
+            and math.prod(shape) <= MAX_SAMPLE_VALUES):
+        raise CheckpointError(f"{where} has input_shape={str(shape)[:60]}: expected up to 4 whole numbers >= 1, at "
+                              f"most {MAX_SAMPLE_VALUES} values a sample")
+    for key in ("loss", "dtype", "task"):
+        if key in description and not isinstance(description[key], (str, type(None))):
+            raise CheckpointError(f"{where} has {key}={description[key]!r}: expected a name")
 
 
 def load_model(path):
@@ -144,10 +199,14 @@ def load_model(path):
     if metadata.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{os.fspath(path)!r} is not an sgdlab model (format {metadata.get('format')!r}, "
                               f"expected {MODEL_FORMAT!r})")
+    where = repr(os.fspath(path))
+    if "architecture" not in metadata:
+        raise CheckpointError(f"{where} has no architecture description")
+    description = load_json_text(metadata["architecture"], f"{where}'s architecture")
+    check_description(description, tensors, where)
     try:
-        description = json.loads(metadata["architecture"])
         model = Sequential.from_description(description)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"{os.fspath(path)!r} has a broken architecture description: {exc}") from None
     expected = model_tensors(model)
     if set(expected) != set(tensors):
@@ -241,7 +300,8 @@ def load_checkpoint(path):
     if metadata.get("sha256") != content_digest(tensors, metadata):
         raise CheckpointError(f"{where} fails its SHA-256 check: it was modified or corrupted after it was written")
     try:
-        state = _join_arrays(json.loads(metadata["state"]), tensors)
-    except (KeyError, ValueError) as exc:
+        state = _join_arrays(load_json_text(metadata["state"], f"{where}'s state", limit=32, constants=True),
+                             tensors)
+    except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{where} has a broken state description: {exc}") from None
     return state, metadata

@@ -194,6 +194,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d):
         """Build from a mapping, refusing unknown settings by name."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"settings must be a table of NAME = VALUE, not {type(d).__name__} {str(d)[:40]}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -213,6 +215,9 @@ class TrainConfig:
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        if "train" in data and not isinstance(data["train"], dict):
+            raise ConfigError(f"config file {str(path)!r} has train = {str(data['train'])[:40]}: write the settings at "
+                              f"the top level or under one [train] table")
         return cls.from_dict(data.get("train", data))
 
     @classmethod

@@ -7,6 +7,7 @@ over the batch, so their gradients carry the 1/N.
 
 import numpy as np
 
+from .errors import DataError
 from .layers import Buffered
 
 
@@ -142,3 +143,21 @@ class SigmoidCrossEntropy(Loss):
 
 
 LOSSES = {cls.name: cls for cls in (SoftmaxCrossEntropy, MeanSquaredError, SigmoidCrossEntropy)}
+
+
+def check_targets(loss, t, role="training"):
+    """Refuse targets the loss cannot learn from: cross-entropy needs class labels or rows of probabilities
+    (each >= 0, summing to 1); with other float targets its loss has no lower bound and runs to -inf."""
+    if loss != "softmax_cross_entropy" or t.ndim != 2:
+        return
+    step = max(1, (1 << 22) // max(1, t.shape[1]))
+    for start in range(0, len(t), step):
+        rows = np.asarray(t[start:start + step], dtype=np.float64)
+        sums = rows.sum(axis=1)
+        bad = (rows < 0).any(axis=1) | (np.abs(sums - 1) > 1e-3)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"the {role} targets are floats that are not probabilities (row {start + i} sums to "
+                             f"{sums[i]:.4g}{', with negative values' if (rows[i] < 0).any() else ''}): "
+                             f"softmax_cross_entropy needs class labels or one-hot rows; use loss 'mse' for "
+                             f"regression targets")

@@ -3,6 +3,7 @@
 The graph is the evaluation-mode forward pass, layer by layer:
 Dense -> Gemm (Y = X @ W + b), ReLU/Sigmoid/Tanh -> the ONNX op of the same name,
 BatchNorm -> BatchNormalization with the running averages (inference form),
+Standardize -> Sub and Div by the stored mean and std,
 Dropout -> nothing (it is the identity at evaluation), Conv2D -> Conv,
 MaxPool2D/AvgPool2D -> MaxPool/AveragePool, Flatten -> Flatten.  The input is float32
 ``input`` of shape (batch, *model.input_shape): (batch, features), or (batch, C, H, W)
@@ -65,6 +66,12 @@ def _batch_norm(builder, layer, x, name):
     return builder.add("BatchNormalization", inputs, name, epsilon=float(layer.eps))
 
 
+def _standardize(builder, layer, x, name):
+    """y = (x - mean) / std with the training split's statistics: Sub then Div."""
+    centred = builder.add("Sub", [x, builder.constant(f"{name}.mean", layer.mean)], f"{name}.sub")
+    return builder.add("Div", [centred, builder.constant(f"{name}.std", layer.std)], name)
+
+
 def _elementwise(op):
     def convert(builder, layer, x, name):
         return builder.add(op, [x], name)
@@ -101,6 +108,7 @@ def _identity_at_evaluation(builder, layer, x, name):
 CONVERTERS = {
     "Dense": _dense,
     "BatchNorm": _batch_norm,
+    "Standardize": _standardize,
     "ReLU": _elementwise("Relu"),
     "Sigmoid": _elementwise("Sigmoid"),
     "Tanh": _elementwise("Tanh"),

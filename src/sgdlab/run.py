@@ -8,7 +8,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -19,26 +18,14 @@ import numpy as np
 from .checkpoint import (CHECKPOINT_NAME, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          save_model, write_json_atomic)
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, RunExistsError
+from .errors import CheckpointError, ConfigError, SgdlabError
+from .runfolder import check_location, check_replaceable, claim_folder
+from .safetensors_io import load_json_text
 from .training import Callback
 
 SUMMARY_KEYS = ("status", "best_epoch", "stopped_reason", "epochs_run", "train_accuracy", "val_accuracy",
                 "test_accuracy", "seconds")
 EXIT_CODES = {"completed": 0, "early_stopped": 0, "diverged": 1, "interrupted": 130}
-
-
-def prepare_run_dir(out, overwrite=False):
-    """Create ``out``; refuse an existing non-empty folder unless ``overwrite`` (then empty it first)."""
-    out = os.fspath(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise RunExistsError(f"run folder {out!r} is a file: choose another --out")
-    if os.path.isdir(out) and os.listdir(out):
-        if not overwrite:
-            raise RunExistsError(f"run folder {out!r} already exists: pass --overwrite to replace it or "
-                                 f"--out to choose another")
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
-    return out
 
 
 def build_model(config, sample_shape, n_outputs, task, dataset_name=None, train=None):
@@ -136,17 +123,17 @@ def load_splits(config, cache_dir=None):
 
 
 @contextmanager
-def stop_on_signals(trainer):
-    """SIGINT/SIGTERM finish the current iteration and stop the trainer as ``interrupted``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def handle_stop_signals(on_signal):
+    """SIGINT/SIGTERM call ``on_signal(signum, count)`` (main thread only; elsewhere nothing is installed);
+    yields the list of signals received.  The previous handlers come back at the end."""
     received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
 
     def handler(signum, frame):
-        name = signal.Signals(signum).name
         received.append(signum)
-        trainer.stop("interrupted", f"{name} received at iteration {trainer.iteration}")
+        on_signal(signum, len(received))
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -154,6 +141,12 @@ def stop_on_signals(trainer):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def stop_on_signals(trainer):
+    """SIGINT/SIGTERM finish the current iteration and stop the trainer as ``interrupted``."""
+    return handle_stop_signals(lambda signum, count: trainer.stop(
+        "interrupted", f"{signal.Signals(signum).name} received at iteration {trainer.iteration}"))
 
 
 def read_resume_checkpoint(out):
@@ -175,8 +168,8 @@ def read_resume_checkpoint(out):
             raise CheckpointError(f"cannot resume {out!r}: its config.json is not usable ({exc})") from None
     state, metadata = load_checkpoint(path)
     try:
-        config = TrainConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError) as exc:
+        config = TrainConfig.from_dict(load_json_text(metadata["config"], f"{path!r}'s config"))
+    except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path!r} has no usable config ({exc})") from None
     return state, metadata, config
 
@@ -190,29 +183,38 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
 
     ``resume=True`` continues ``out`` from its checkpoint.safetensors with the config saved there
     (``config`` may be None; when given it must equal the saved one).
+    The folder is claimed (``runfolder.claim_folder``) for the whole run.
     """
+    out = check_location(out, "--resume" if resume else "--out")
+    if not resume:
+        if not isinstance(config, TrainConfig):
+            raise ConfigError("train_run needs a TrainConfig")
+        config.validate()
+        check_replaceable(out, "run", overwrite)       # before any data is loaded
+    with claim_folder(out, "run", overwrite=overwrite, resume=resume, command="sgdlab train",
+                      what="--resume" if resume else "--out") as claim:
+        return _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, callbacks)
+
+
+def _train_in(claim, config, out, quiet, stream, cache_dir, resume, pictures, callbacks):
+    """``train_run``'s work, in a folder ``claim`` owns."""
     from threadpoolctl import threadpool_limits
 
     from .training import EarlyStopping, EpochLogger, Trainer
 
-    out = os.fspath(out)
     checkpoint_path = os.path.join(out, CHECKPOINT_NAME)
     if resume:
         state, metadata, saved = read_resume_checkpoint(out)
         if state is None:
             print(f"{out}: no checkpoint was written before the run stopped: starting it from the beginning "
                   f"with its config.json", file=stream or sys.stdout)
-            resume, overwrite = False, True
+            resume = False                         # its folder is then cleared and written afresh
         if config is not None and config.to_dict() != saved.to_dict():
             changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
             raise ConfigError(f"cannot resume {out!r} with changed settings ({', '.join(changed)}): a resumed run "
                               f"keeps the settings it started with")
         config = saved
-    if not isinstance(config, TrainConfig):
-        raise ConfigError("train_run needs a TrainConfig")
-    config.validate()
-    if not resume and os.path.isdir(out) and os.listdir(out) and not overwrite:
-        prepare_run_dir(out, overwrite=False)  # raises before any data is loaded
+        config.validate()
     train, val, test = load_splits(config, cache_dir=cache_dir)
     if config.sampling == "auto":
         config = auto_sampling(config, train, None if quiet else (stream or sys.stdout))
@@ -245,13 +247,20 @@ def train_run(config, out, overwrite=False, quiet=False, stream=None, cache_dir=
                       checkpoint_every=config.checkpoint_every, checkpoint_seconds=config.checkpoint_seconds,
                       train_metrics=config.train_metrics)
     if resume:
-        if json.loads(metadata.get("architecture", "null")) != model.describe():
+        if load_json_text(metadata.get("architecture", "null"), checkpoint_path) != model.describe():
             raise CheckpointError(f"{checkpoint_path!r} is for another architecture than the model its config "
                                   f"builds on this data (was the dataset changed?)")
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except SgdlabError:
+            raise
+        except (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"{checkpoint_path!r} holds a training state that does not fit this run "
+                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        check_history(trainer.history, checkpoint_path)
         remove_stale_temporaries(out)
     else:
-        out = prepare_run_dir(out, overwrite=overwrite)
+        claim.clear()
         write_json_atomic(os.path.join(out, "config.json"), config.to_dict())
     with threadpool_limits(limits=config.threads), stop_on_signals(trainer) as received:
         history = trainer.run()
@@ -276,6 +285,21 @@ def auto_sampling(config, train, stream=None):
         where = "an on-disk store: blocks of rows, read ahead" if sampling == "block-shuffle" else "data in memory"
         print(f"sampling auto -> {sampling}{' with prefetch' if prefetch else ''} ({where})", file=stream)
     return config.replace(sampling=sampling, prefetch=prefetch)
+
+
+def check_history(history, where):
+    """A resumed History's rows are dicts of the metric columns holding numbers (or None), its losses numbers."""
+    from .history import METRIC_COLUMNS
+
+    def number(v):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    rows_ok = isinstance(history.rows, list) and all(
+        isinstance(r, dict) and all(c in r and number(r[c]) for c in METRIC_COLUMNS) for r in history.rows)
+    losses_ok = isinstance(history.iteration_loss, list) and all(number(v) for v in history.iteration_loss)
+    if not (rows_ok and losses_ok):
+        raise CheckpointError(f"{where!r} holds a history whose rows or losses are not numbers by metric: "
+                              f"it was edited or damaged")
 
 
 class LiveMetrics(Callback):

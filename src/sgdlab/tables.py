@@ -37,7 +37,7 @@ def read_header(f, path):
 def open_csv(path):
     """(open file positioned after the header, header) of a data CSV."""
     try:
-        f = open(path, newline="", encoding="utf-8")
+        f = open(path, newline="", encoding="utf-8-sig")     # -sig: a BOM is not part of the header
     except OSError as e:
         raise DataError(f"{path} is not a readable CSV file ({e}): use a text CSV with a header row") from None
     try:
@@ -78,7 +78,15 @@ def records(text, cell=lambda key, value: value):
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    lines = list(csv.reader(io.StringIO(text)))
+    try:
+        lines = list(csv.reader(io.StringIO(text)))
+    except csv.Error:               # a stray CR or NUL: parse line by line, leaving out the lines it spoils
+        lines = []
+        for line in text.split("\n"):
+            try:
+                lines.extend(row for row in csv.reader([line]) if row)
+            except csv.Error:
+                continue
     if not lines:
         return []
     header = lines[0]

@@ -28,8 +28,10 @@ import numpy as np
 
 from .batches import BatchLoader, BatchSampler, PrefetchLoader, resolve_sampling
 from .callbacks import EVENTS, Callback, CancelBatch, EarlyStopping, EpochLogger, hooks
+from .data.checks import check_fits_dtype
 from .errors import CheckpointError, ConfigError, DataError
 from .history import METRIC_COLUMNS, History, overfitting_onset, row_is_better
+from .losses import check_targets
 from .validation import check_whole_number
 
 __all__ = ["Trainer", "fit", "divergence", "check_data_fits", "DIVERGENCE_FACTOR", "GRADIENTS", "TRAIN_METRICS",
@@ -406,6 +408,8 @@ def check_data_fits(model, dataset, role):
                             f"(labels 0..{model.n_out - 1})")
     elif t.ndim == 2 and t.shape[1] != model.n_out:
         raise DataError(f"the {role} targets have {t.shape[1]} columns but the model has {model.n_out} outputs")
+    check_targets(model.loss_layer.name, t, role)
+    check_fits_dtype(dataset.x, model.dtype, f"the {role} data", dataset.scale)
 
 
 def fit(model, train, optimizer, batch_size=100, epochs=None, iterations=None, validation=None, callbacks=(),

@@ -1,13 +1,14 @@
 """Reading run folders and sweeps under one root, never outside it, while they may still be growing."""
 
 import importlib.util
-import json
 import os
 import re
+import stat
 from http import HTTPStatus
 
-from ..errors import ConfigError
-from ..tables import number_or_text, read_records
+from ..errors import ConfigError, SgdlabError
+from ..safetensors_io import load_json_text
+from ..tables import number_or_text, records
 from .limits import MAX_RUNS, BadRequest
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+,-]{0,127}$")
@@ -26,25 +27,53 @@ def _is_file(path):
     return path is not None and os.path.isfile(path)
 
 
-def read_json(path):
-    """A JSON file's value, or None when it is missing (or None), half-written or not JSON."""
+def read_regular(path, max_bytes):
+    """Up to ``max_bytes`` + 1 bytes of ``path`` if it is a regular file, else None.
+
+    Opened without blocking and checked with fstat before reading: a FIFO (or a device) named
+    metrics.csv would otherwise block the reading thread, and with it every /api/runs.
+    """
     if path is None:
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(max_bytes + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_json(path, max_bytes=1 << 20):
+    """A JSON file's value, or None when it is missing (or None), not a regular file, over ``max_bytes``,
+    half-written, not JSON, nested too deeply or holding a huge number."""
+    raw = read_regular(path, max_bytes)
+    if raw is None or len(raw) > max_bytes:
+        return None
+    try:
+        return load_json_text(raw.decode("utf-8"), path, constants=True)
+    except (UnicodeDecodeError, SgdlabError):
         return None
 
 
 def read_csv_rows(path, max_bytes=16 << 20):
-    """Rows of a CSV as dicts of float/None/str; a last line without its newline (being written) is ignored."""
-    if path is None:
+    """Rows of a CSV as dicts of float/None/str; a last line without its newline (being written) is ignored.
+
+    Read only from a regular file (a FIFO named metrics.csv must not block the board)."""
+    raw = read_regular(path, max_bytes)
+    if raw is None:
         return []
-    try:
-        return read_records(path, number_or_text, max_bytes=max_bytes, complete_lines=True)
-    except OSError:
-        return []
+    if len(raw) > max_bytes:
+        raw = raw[: raw.rfind(b"\n", 0, max_bytes) + 1]
+    if not raw.endswith(b"\n"):
+        raw = raw[: raw.rfind(b"\n") + 1]
+    return records(raw, number_or_text)
 
 
 class RunStore:
@@ -108,14 +137,22 @@ class RunStore:
         if not any(os.path.exists(os.path.join(path, f)) for f in ("config.json", "metrics.csv", "summary.json")):
             return False
         if len(runs) < MAX_RUNS:
-            runs.append(self.summary(name, path))
+            try:
+                runs.append(self.summary(name, path))
+            except Exception as exc:  # noqa: BLE001 - one broken run is shown broken, never failing the list
+                runs.append({"name": name, "status": "broken", "config": {}, "summary": None, "rows": 0,
+                             "last": None, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
         return True
 
     def summary(self, name, path):
         config = read_json(self.file(path, "config.json")) or {}
-        summary = read_json(self.file(path, "summary.json"))
+        summary_path = self.file(path, "summary.json")
+        summary = read_json(summary_path)
         rows = read_csv_rows(self.file(path, "metrics.csv"))
-        status = summary.get("status", "unknown") if isinstance(summary, dict) else "running"
+        status = summary.get("status", "unknown") if isinstance(summary, dict) else \
+            "broken" if _is_file(summary_path) and os.path.getsize(summary_path) else "running"
+        if not isinstance(status, str):
+            status = "broken"
         return {"name": name, "status": status, "config": config if isinstance(config, dict) else {},
                 "summary": summary if isinstance(summary, dict) else None, "rows": len(rows),
                 "last": rows[-1] if rows else None}

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -11,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import ConfigError, SgdlabError
-from .limits import MAX_BODY, MAX_GRID, MAX_QUERY, BadRequest, limits
+from ..safetensors_io import load_json_text
+from .limits import MAX_BODY, MAX_BODY_DEPTH, MAX_GRID, MAX_QUERY, READ_TIMEOUT, BadRequest, limits
 from .playground import Sessions, _number, parse_play_settings
 from .runs import RunStore, plotly_js_path
 
@@ -36,8 +38,13 @@ class BoardHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._handle("POST")
 
+    def setup(self):
+        self.timeout = self.server.read_timeout      # StreamRequestHandler puts it on the socket: no idle hold
+        super().setup()
+
     def _handle(self, method):
         try:
+            self._check_host()
             route, query = self._parse_target()
             body = self._body() if method == "POST" else {}
             status, payload, content_type = self._dispatch(method, route, query, body)
@@ -52,6 +59,14 @@ class BoardHandler(BaseHTTPRequestHandler):
             status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error ({type(exc).__name__})"}
             content_type = None
         self._send(status, payload, content_type)
+
+    def _check_host(self):
+        """Refuse a Host header that is not an address this server answers on (DNS rebinding: a page of
+        evil.example resolved to 127.0.0.1 would send Host: evil.example)."""
+        host = self.headers.get("Host", "")
+        if host.lower() not in self.server.host_names:
+            self.close_connection = True
+            raise BadRequest(f"Host {host[:80]!r} is not this board's address: open {self.server.url}")
 
     def _parse_target(self):
         target = self.path
@@ -77,19 +92,23 @@ class BoardHandler(BaseHTTPRequestHandler):
         return decoded, query
 
     def _body(self):
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise BadRequest("Content-Length is not a number") from None
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 12):
+            self.close_connection = True        # what follows is not a request: never parse it as one
+            raise BadRequest(f"Content-Length {text[:20]!r} is not a whole number of bytes")
+        length = int(text)
         if length > MAX_BODY:
             self.close_connection = True
             raise BadRequest(f"request body of {length} bytes is too large (at most {MAX_BODY})",
                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         raw = self.rfile.read(length) if length > 0 else b"{}"
+        if len(raw) < length:
+            self.close_connection = True
+            raise BadRequest(f"the request body ended after {len(raw)} of {length} bytes")
         try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise BadRequest("the request body is not JSON") from None
+            return load_json_text(raw.decode("utf-8"), "the request body", limit=MAX_BODY_DEPTH, error=BadRequest)
+        except UnicodeDecodeError:
+            raise BadRequest("the request body is not UTF-8 JSON") from None
 
     def _dispatch(self, method, route, query, body):
         app = self.server
@@ -146,7 +165,7 @@ class BoardHandler(BaseHTTPRequestHandler):
             return {"params": session.model.params.tolist(), "sizes": session.model.sizes}
         if action in ("boundary", "contour"):
             grid = query.get("grid", "50")
-            if not (grid.isdigit() and 2 <= int(grid) <= MAX_GRID):
+            if not (grid.isascii() and grid.isdigit() and len(grid) <= 4 and 2 <= int(grid) <= MAX_GRID):
                 raise BadRequest(f"grid={grid[:20]!r} is not allowed: use a whole number from 2 to {MAX_GRID}")
             return session.boundary(int(grid)) if action == "boundary" else session.contour(int(grid))
         raise BadRequest(f"no such playground action {action[:40]!r}", HTTPStatus.NOT_FOUND)
@@ -189,13 +208,16 @@ class BoardServer(ThreadingHTTPServer):
     """The board's HTTP server: run folders under ``root`` plus the playground sessions."""
 
     daemon_threads = True
+    request_queue_size = 512       # listen backlog: a burst of connections waits to be accepted, not refused
 
-    def __init__(self, root, host="127.0.0.1", port=8765, verbose=False):
+    def __init__(self, root, host="127.0.0.1", port=8765, verbose=False, read_timeout=READ_TIMEOUT):
         self.runs = RunStore(root)
         self.sessions = Sessions()
         self.plotly_js = plotly_js_path()
         self.verbose = verbose
+        self.read_timeout = read_timeout
         super().__init__((host, port), BoardHandler)
+        self.host_names = host_names(host, self.server_address[1])
 
     @property
     def url(self):
@@ -203,8 +225,20 @@ class BoardServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/"
 
 
+def host_names(host, port):
+    """The Host header values a request to this server may carry: its address (and localhost for a loopback
+    address) with the port, and without it for port 80.  A wildcard bind accepts this machine's name too."""
+    names = {host}
+    if host in ("127.0.0.1", "::1", "localhost"):
+        names |= {"127.0.0.1", "localhost", "[::1]"}
+    if host in ("0.0.0.0", "::", ""):
+        names |= {"127.0.0.1", "localhost", "[::1]", socket.gethostname(), socket.getfqdn()}
+    names = {f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names}
+    return {f"{n}:{port}".lower() for n in names} | ({n.lower() for n in names} if port == 80 else set())
+
+
 def serve(root, host="127.0.0.1", port=8765, verbose=False, stream=None):
-    """Run the board until Ctrl-C (or SIGTERM); returns 0 after closing the socket."""
+    """Run the board until Ctrl-C (returns 0) or SIGTERM (returns 143, as other commands stopped by it)."""
     import signal
 
     stream = stream or sys.stdout
@@ -217,16 +251,17 @@ def serve(root, host="127.0.0.1", port=8765, verbose=False, stream=None):
     if server.plotly_js is None:
         print("sgdlab board: plotly is not installed, charts will not draw: pip install 'sgdlab[board]'",
               file=sys.stderr)
-    previous = {}
+    previous, received = {}, []
     if threading.current_thread() is threading.main_thread():
         def stop(signum, frame):
+            received.append(signum)
             raise KeyboardInterrupt
 
         # SIGINT too, explicitly (as `sgdlab train` does): a process started in the background by a
         # non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
         previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    print(f"sgdlab board: serving {server.runs.root} on {server.url} (Ctrl-C stops)", file=stream, flush=True)
-    try:
+    try:                                     # a signal right after the line below still ends here
+        print(f"sgdlab board: serving {server.runs.root} on {server.url} (Ctrl-C stops)", file=stream, flush=True)
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
@@ -235,4 +270,4 @@ def serve(root, host="127.0.0.1", port=8765, verbose=False, stream=None):
         for s, handler in previous.items():
             signal.signal(s, handler)
     print("sgdlab board: stopped", file=stream, flush=True)
-    return 0
+    return 143 if signal.SIGTERM in received else 0     # Ctrl-C is how a board is meant to end: 0

@@ -138,6 +138,20 @@ def number_type(kind):
     return parse
 
 
+def whole_at_least(low):
+    """An argparse type: a whole number >= ``low`` (else a one-line usage error naming it)."""
+    whole = number_type(int)
+
+    def parse(text):
+        value = whole(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number >= {low}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def add_config_flags(parser, as_text=False):
     """One flag per TrainConfig field (--batch-size for batch_size ...); unset flags stay absent.
 
@@ -157,12 +171,21 @@ def add_config_flags(parser, as_text=False):
                             help=field_help(f.name), metavar=f.name.upper(), **bare)
 
 
+def config_path(path):
+    """--config's value; "" is refused (it would otherwise read as "no --config")."""
+    from ..errors import ConfigError
+
+    if not path.strip():
+        raise ConfigError("--config '' is empty: give a TOML file")
+    return path
+
+
 def config_from_args(args):
     from ..config import TrainConfig
 
     values = {}
-    if getattr(args, "config", None):
-        values.update(TrainConfig.from_toml(args.config).to_dict())
+    if getattr(args, "config", None) is not None:
+        values.update(TrainConfig.from_toml(config_path(args.config)).to_dict())
     for f in dataclasses.fields(TrainConfig):
         if hasattr(args, f.name):
             values[f.name] = getattr(args, f.name)

@@ -1,6 +1,6 @@
 """``sgdlab gradcheck``: backprop against numerical gradients."""
 
-from .args import add_config_flags, config_from_args, number_type
+from .args import add_config_flags, config_from_args, number_type, whole_at_least
 
 
 def cmd_gradcheck(args):
@@ -37,7 +37,7 @@ def add_parser(sub):
                                        "exit 1 if any layer's relative error exceeds the tolerance.")
     add_config_flags(check)
     check.add_argument("--config", help="TOML file of settings; flags override it")
-    check.add_argument("--samples", type=number_type(int), default=10, help="samples in the batch (default 10)")
+    check.add_argument("--samples", type=whole_at_least(1), default=10, help="samples in the batch (default 10)")
     check.add_argument("--tolerance", type=number_type(float), default=1e-6,
                        help="largest relative error that passes (default 1e-6)")
     check.set_defaults(handler=cmd_gradcheck)

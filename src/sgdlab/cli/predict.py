@@ -2,7 +2,7 @@
 
 import sys
 
-from .args import FIELD_HELP, field_help, number_type
+from .args import FIELD_HELP, field_help, number_type, whole_at_least
 
 
 def read_inputs(path, n_features, columns=None):
@@ -34,14 +34,21 @@ def cmd_predict(args):
     from ..checkpoint import load_model, write_text_atomic
     from ..data.frame import DataWarning
 
+    from ..data.checks import check_fits_dtype
+    from ..runfolder import check_output_file
+
+    if args.out is not None:
+        check_output_file(args.out, protected=[args.model, args.input])
     model = load_model(args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
-        x = read_inputs(args.input, model.n_in, _model_columns(model)).astype(model.params.dtype)
+        x = read_inputs(args.input, model.n_in, _model_columns(model))
     _say_warnings(caught)
+    check_fits_dtype(x, model.params.dtype, f"input {args.input!r}")
+    x = x.astype(model.params.dtype)
     y = model.predict_proba(x) if args.proba else model.predict(x)
     y = np.asarray(y)
-    if args.out and args.out.endswith(".npy"):
+    if args.out is not None and args.out.endswith(".npy"):
         from ..checkpoint import atomic_path
 
         with atomic_path(args.out) as tmp:
@@ -56,11 +63,11 @@ def cmd_predict(args):
             text = format_rows([str(c) for c in names], rows)
         else:
             text = format_rows(["prediction"], rows).split("\n", 1)[1]
-        if args.out:
+        if args.out is not None:
             write_text_atomic(args.out, text)
         else:
             print(text, end="")
-    if args.out:
+    if args.out is not None:
         print(f"{len(y)} predictions written to {args.out}", file=sys.stderr)
     return 0
 
@@ -124,7 +131,7 @@ def add_parser(sub):
                                           "support and the confusion matrix (regression: MAE, RMSE, R^2).")
     evaluate.add_argument("--dataset", required=True, help=field_help("dataset"))
     trained = " (default: the model's training run's, else {})"
-    evaluate.add_argument("--seed", type=number_type(int), help="seed of the splits" + trained.format(0))
+    evaluate.add_argument("--seed", type=whole_at_least(0), help="seed of the splits" + trained.format(0))
     evaluate.add_argument("--val-fraction", type=number_type(float),
                           help=FIELD_HELP["val_fraction"] + trained.format(0.1))
     evaluate.add_argument("--label-column", help=FIELD_HELP["label_column"] + trained.format("none"))

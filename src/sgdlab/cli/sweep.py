@@ -3,7 +3,7 @@
 import dataclasses
 import os
 
-from .args import add_config_flags, number_type
+from .args import add_config_flags, config_path, number_type
 
 
 def cmd_sweep(args):
@@ -21,9 +21,9 @@ def cmd_sweep(args):
             raise ConfigError(f"--set {item!r} is not allowed: write NAME=VALUES with NAME one of "
                               f"{', '.join(sorted(names))}")
         settings[name] = values
-    base = TrainConfig.from_toml(args.config).to_dict() if args.config else {}
+    base = TrainConfig.from_toml(config_path(args.config)).to_dict() if args.config is not None else {}
     dataset = os.path.splitext(os.path.basename(str(settings.get("dataset", base.get("dataset", "mnist")))))[0]
-    return sweep_command(settings, args.out or os.path.join("runs", f"sweep-{dataset}"), base_values=base,
+    return sweep_command(settings, os.path.join("runs", f"sweep-{dataset}") if args.out is None else args.out, base_values=base,
                          trials=args.trials, grid=args.grid, sweep_seed=args.sweep_seed, workers=args.workers,
                          scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
                          halving=args.halving, min_epochs=args.min_epochs, slow_threshold=args.slow_threshold,

@@ -20,11 +20,12 @@ def default_run_name(config):
 def cmd_train(args):
     from ..run import EXIT_CODES, print_summary, train_run
 
-    if args.resume:
+    if args.resume is not None:                     # "" is a (bad) run folder, not "no --resume"
         from ..config import TrainConfig
 
         given = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
-        given += [n for n in ("config", "out") if getattr(args, n)] + (["overwrite"] if args.overwrite else [])
+        given += [n for n in ("config", "out") if getattr(args, n) is not None] + \
+            (["overwrite"] if args.overwrite else [])
         if given:
             raise SgdlabError(f"--resume continues {args.resume} with its saved settings: drop "
                               f"{', '.join('--' + n.replace('_', '-') for n in given)}")
@@ -34,7 +35,7 @@ def cmd_train(args):
         return 143 if summary["status"] == "interrupted" and summary.get("signal") == 15 else \
             EXIT_CODES[summary["status"]]
     config = config_from_args(args)
-    out = args.out or default_run_name(config)
+    out = default_run_name(config) if args.out is None else args.out
     summary = train_run(config, out, overwrite=args.overwrite, quiet=args.quiet, callbacks=_tensorboard(args, out))
     print_summary(summary, out)
     if summary["status"] == "interrupted" and summary.get("signal") == 15:

@@ -20,9 +20,9 @@ from sgdlab.errors import ConfigError, DataError
 from sgdlab.validation import check_count
 
 from ..tables import are_class_labels, column_index, numeric_block, open_csv
-from .files import _load_npy, _npz_get
+from .files import _load_npy, npz_array
 from .mnist import _IDX_DTYPES
-from .store import StoreWriter, _bar, _chunk_rows
+from .store import SPLITS, StoreWriter, _bar, _chunk_rows, is_store, read_meta
 
 SYNTH_NAMES = ("mnist-shifted",)
 _CSV_CHUNK_VALUES = 1 << 21          # CSV fields parsed at a time (16 MB as float64)
@@ -43,7 +43,9 @@ def convert(src, dst, label_column=None, val_samples=0, overwrite=False, progres
     if not src.exists():
         raise DataError(f"{src} does not exist: give IDX files' folder, a .npz, .npy pair or .csv")
     class_names = None
-    if src.is_dir() and _idx_pairs(src):
+    if is_store(src):
+        parts = _store_sources(src)
+    elif src.is_dir() and _idx_pairs(src):
         parts = [(role, _idx_source(img, lab)) for role, img, lab in _idx_pairs(src)]
     elif src.is_dir() or src.suffix == ".npy":
         parts = [("train", _npy_source(src))]
@@ -188,6 +190,14 @@ def _check_pair(x, t, what):
     return len(x), x.shape[1:], x.dtype, t.shape[1:], t.dtype, _array_chunks(x, t)
 
 
+def _store_sources(src: Path):
+    """Another store: its train/val/test row ranges stay splits (not merged into train)."""
+    meta = read_meta(src)
+    x, t = _load_npy(src / "x.npy"), _load_npy(src / "t.npy")
+    ranges = sorted(meta["splits"].items(), key=lambda kv: SPLITS.index(kv[0]))
+    return [(role, _check_pair(x[a:b], t[a:b], f"{src} {role}")) for role, (a, b) in ranges]
+
+
 def _npy_source(src: Path):
     folder = src if src.is_dir() else src.parent
     pairs = [("x.npy", "t.npy"), ("X.npy", "y.npy")] if src.is_dir() else [(src.name, "t.npy"), (src.name, "y.npy")]
@@ -205,12 +215,12 @@ def _npz_sources(src: Path):
     with npz:
         keys = set(npz.files)
         if {"x_train", "t_train"} <= keys:
-            return [(role, _check_pair(_npz_get(npz, f"x_{role}", src), _npz_get(npz, f"t_{role}", src),
+            return [(role, _check_pair(npz_array(npz, f"x_{role}", src), npz_array(npz, f"t_{role}", src),
                                        f"{src} {role}"))
                     for role in ("train", "val", "test") if f"x_{role}" in keys and f"t_{role}" in keys]
         for xk, tk in (("x", "t"), ("X", "y")):
             if {xk, tk} <= keys:
-                return [("train", _check_pair(_npz_get(npz, xk, src), _npz_get(npz, tk, src), str(src)))]
+                return [("train", _check_pair(npz_array(npz, xk, src), npz_array(npz, tk, src), str(src)))]
     raise DataError(f"{src} holds arrays {sorted(keys)}: need x and t (or X and y, or x_train, t_train, ...)")
 
 

@@ -22,6 +22,8 @@ import os
 import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
+
+from .checks import MAX_CLASSES, check_class_count
 from sgdlab.validation import check_count, check_fraction, check_nonnegative
 
 from .splits import Splits, _split, train_val_split  # noqa: F401  (Splits and train_val_split re-exported)
@@ -339,8 +341,8 @@ def _check_t(t, n, n_classes):
     if len(t) != n:
         raise DataError(f"x has {n} samples but t has {len(t)}: they must be equal")
     if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
-                                  or n_classes < 1):
-        raise ConfigError(f"n_classes={n_classes!r} is not allowed: use an integer >= 1 or None")
+                                  or not 1 <= n_classes <= MAX_CLASSES):
+        raise ConfigError(f"n_classes={n_classes!r} is not allowed: use an integer from 1 to {MAX_CLASSES} or None")
     if t.dtype.kind in "iu":
         if t.ndim != 1:
             raise DataError(f"t has integer dtype and shape {t.shape}: integer labels must be 1-D (n,)")
@@ -350,7 +352,7 @@ def _check_t(t, n, n_classes):
             raise DataError(f"label {lo} at index {i} is negative: labels must be integers in "
                             f"[0, {n_classes if n_classes is not None else 'n_classes'})")
         if n_classes is None:
-            return hi + 1
+            return check_class_count(hi + 1, f"labels up to {hi}")
         if hi >= n_classes:
             i = int(np.argmax(t >= n_classes))
             raise DataError(f"label {int(t[i])} at index {i} is out of range: labels must be integers "

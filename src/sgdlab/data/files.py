@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tokenize
 import zipfile
@@ -13,19 +14,56 @@ import numpy as np
 from sgdlab.errors import ConfigError, DataError
 
 from ..tables import encode_labels, is_numeric_row
+from .checks import check_class_count
 from .datasets import Dataset, Splits, _split, train_val_split
 from .splits import split_indices
 from .frame import Columns, feature_names, is_table_file, read_table, table_labels
 
 
+def npy_header(f, path, size):
+    """(shape, dtype) from the .npy header at ``f``'s position, checked against ``size``, the bytes the
+    array may take (file or zip member size): a header never makes us allocate more than the file holds."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        start = f.tell()
+        shape, fortran, dtype = read(f)
+        header = f.tell() - start
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path} is not a readable .npy array ({e}): use an array saved with np.save") from None
+    if dtype.hasobject:
+        raise DataError(f"{path} holds Python objects ({dtype}) and cannot be loaded without pickle (Object "
+                        "arrays cannot be loaded when allow_pickle=False): only plain numeric arrays are allowed")
+    need, have = math.prod(shape) * dtype.itemsize, size - 8 - header    # 8: magic string and version
+    if need != have:
+        raise DataError(f"{path}: its header says shape {shape} {dtype} = {need} bytes but the data has "
+                        f"{have} bytes: the file is truncated or damaged")
+    return shape, dtype
+
+
 def _load_npy(path, mmap=True):
     try:
+        with open(path, "rb") as f:
+            npy_header(f, path, os.fstat(f.fileno()).st_size)
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except DataError:
+        raise
     except ValueError as e:
         raise DataError(f"{path} cannot be loaded without pickle ({e}): only plain numeric arrays are "
                         "allowed, save with allow_pickle=False") from e
     except (OSError, EOFError, SyntaxError, tokenize.TokenError) as e:  # the last two: a garbled header
         raise DataError(f"{path} is not a readable .npy file ({e}): use an array saved with np.save") from e
+
+
+def npz_array(npz, key, path):
+    """Array ``key`` of an open NpzFile, its header checked against the member's size before reading."""
+    try:
+        info = npz.zip.getinfo(key + ".npy") if key + ".npy" in npz.zip.namelist() else npz.zip.getinfo(key)
+        with npz.zip.open(info) as f:
+            npy_header(f, f"array {key!r} in {path}", info.file_size)
+    except (KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
+        raise DataError(f"array {key!r} in {path} is damaged ({e}): use a file written by np.savez") from None
+    return _npz_get(npz, key, path)
 
 
 def _npz_get(npz, key, path):
@@ -56,7 +94,7 @@ def labelled(x, t, name="", n_classes=None, classes=None) -> Dataset:
         if len(classes) < 2 and not given:
             raise DataError(f"the labels of {name or 'the data'} hold one class only ({classes[0].item()!r}): a "
                             "classifier needs at least two")
-        n_classes = len(classes)
+        n_classes = check_class_count(len(classes), f"the labels of {name or 'the data'}")
     ds = Dataset(x, t, n_classes=n_classes, name=name)
     ds.classes = classes
     return ds
@@ -110,11 +148,11 @@ def load_arrays(path, label_column=None, val_fraction=0.2, test_fraction=0.0, se
         with npz:
             keys = set(npz.files)
             if {"x_train", "t_train"} <= keys:
-                get = {k: _npz_get(npz, k, path) for k in keys if k[:2] in ("x_", "t_")}
+                get = {k: npz_array(npz, k, path) for k in keys if k[:2] in ("x_", "t_")}
                 return _from_ready_splits(get, name, val_fraction, seed, classes)
             for xk, tk in (("x", "t"), ("X", "y")):
                 if {xk, tk} <= keys:
-                    x, t = _npz_get(npz, xk, path), _npz_get(npz, tk, path)
+                    x, t = npz_array(npz, xk, path), npz_array(npz, tk, path)
                     return _from_arrays(x, t, name, val_fraction, test_fraction, seed, classes)
         raise DataError(f"{path} holds arrays {sorted(keys)}: need x and t (or X and y, or "
                         "x_train, t_train, x_test, t_test)")
@@ -160,6 +198,11 @@ def _from_ready_splits(arrays, name, val_fraction, seed, classes=None) -> Splits
                             f"store both {xk} and {tk}")
         if xk in arrays:
             parts[split] = (arrays[xk], arrays[tk])
+    kinds = {s: "integer labels" if t.dtype.kind in "iu" else f"{t.dtype.kind} targets".replace("f ", "float ")
+             for s, (_, t) in parts.items()}
+    if len(set(kinds.values())) > 1:
+        raise DataError(f"{name}.npz mixes {', '.join(f't_{s} of {k}' for s, k in kinds.items())}: every split "
+                        "needs the same kind of targets")
     n_classes = _n_classes_of(*(t for _, t in parts.values()))
     if classes is None and all(t.ndim == 1 and t.dtype.kind in "biuUS" and len(t) for _, t in parts.values()):
         classes = np.unique(np.concatenate([np.unique(t) for _, t in parts.values()]))
@@ -199,6 +242,8 @@ def load_inputs(path, n_features, columns=None):
 def _input_array(path, suffix):
     try:
         if suffix == ".npy":
+            with open(path, "rb") as f:                   # the header's shape against the file's size first
+                npy_header(f, path, os.fstat(f.fileno()).st_size)
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
             npz = np.load(path, allow_pickle=False)
@@ -208,9 +253,9 @@ def _input_array(path, suffix):
                 keys = [k for k in ("x", "X") if k in npz.files] or (npz.files if len(npz.files) == 1 else [])
                 if not keys:
                     raise DataError(f"input {path!r} holds arrays {sorted(npz.files)}: name the features x")
-                return npz[keys[0]]
+                return npz_array(npz, keys[0], path)
         if suffix == ".csv":
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:         # -sig: a BOM is not part of the first row
                 lines = [line for line in f.read().splitlines() if line.strip()]
             if lines and not is_numeric_row(lines[0]):
                 lines = lines[1:]

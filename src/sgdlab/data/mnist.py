@@ -27,6 +27,7 @@ import numpy as np
 from sgdlab.errors import ConfigError, DataError
 
 from .datasets import Splits, _trusted
+from .files import npy_header
 
 
 # ---------------------------------------------------------------- IDX (the MNIST file format)
@@ -191,12 +192,14 @@ def _read_mnist_cache(folder: Path):
     arrays = {}
     for key, p in paths.items():
         try:
+            with open(p, "rb") as f:                    # the header's shape against the file's size first
+                npy_header(f, p, os.fstat(f.fileno()).st_size)
             a = np.load(p, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise DataError(f"MNIST cache file {p} is corrupt ({e}): delete the folder {folder} "
-                            "and it will be fetched again") from e
+                            "and it will be fetched again") from None
         ok_dtype = a.dtype == np.uint8 if key[0] == "x" else a.dtype in (np.uint8, np.int64)
-        if a.shape != _MNIST_SHAPES[key] or not ok_dtype or (key[0] == "t" and a.max() > 9):
+        if a.shape != _MNIST_SHAPES[key] or not ok_dtype or (key[0] == "t" and not 0 <= a.min() <= a.max() <= 9):
             raise DataError(f"MNIST cache file {p} is corrupt (shape {a.shape} {a.dtype}, expected "
                             f"{_MNIST_SHAPES[key]} uint8{'' if key[0] == 'x' else '/int64 labels 0..9'}): "
                             f"delete the folder {folder} and it will be fetched again")

@@ -19,14 +19,15 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import struct
+import tokenize
 import types
 from pathlib import Path
 
 import numpy as np
 
 from sgdlab.errors import ConfigError, DataError
+from sgdlab.runfolder import LOCK_NAME, Claim, FolderLock, check_location, foreign_entries
 
 from .datasets import Splits, _check_t, _trusted, as_targets
 
@@ -68,7 +69,7 @@ class StoreWriter:
         if self.x_dtype.name not in X_DTYPES:
             raise DataError(f"x dtype {self.x_dtype} is not allowed in a store: use {' or '.join(X_DTYPES)}")
         self.feature_shape, self.t_shape = tuple(int(d) for d in feature_shape), tuple(int(d) for d in t_shape)
-        _prepare_folder(self.folder, overwrite)
+        self._lock = _prepare_folder(self.folder, overwrite)
         self.n = 0
         self._files = {}
         for key, dtype, tail in (("x", self.x_dtype, self.feature_shape), ("t", self.t_dtype, self.t_shape)):
@@ -118,6 +119,7 @@ class StoreWriter:
         tmp = self.folder / ".meta.json.partial"
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.folder / "meta.json")
+        self._lock.release()
         return meta
 
     def abort(self):
@@ -125,6 +127,7 @@ class StoreWriter:
         for key, (f, _) in self._files.items():
             f.close()
             (self.folder / f".{key}.npy.partial").unlink(missing_ok=True)
+        self._lock.release()
 
     def __enter__(self):
         return self
@@ -135,15 +138,28 @@ class StoreWriter:
 
 
 def _prepare_folder(folder: Path, overwrite):
+    """Create ``folder`` and lock it (runfolder's rules: never ., a parent, or a folder with other files)."""
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{folder} is a file: give a folder for the store")
-    if folder.is_dir() and any(folder.iterdir()):
-        if not overwrite:
-            raise DataError(f"{folder} already exists and is not empty: choose a new folder or pass --overwrite")
-        if not is_store(folder) and not all(p.name.endswith(".partial") for p in folder.iterdir()):
-            raise DataError(f"{folder} is not a store (no meta.json): refusing to overwrite it; choose a new folder")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_location(folder, "the store folder")
+    for _ in range(2):                     # checked again under the lock: another writer may just have finished
+        if folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir()):
+            if not overwrite:
+                raise DataError(f"{folder} already exists and is not empty: choose a new folder or pass --overwrite")
+            foreign = foreign_entries(folder, "store")
+            if foreign or not (is_store(folder) or (folder / ".x.npy.partial").exists()):
+                raise DataError(f"{folder} is not a store (no meta.json" + (f"; it holds {', '.join(foreign[:5])}"
+                                if foreign else "") + "): refusing to overwrite it; choose a new folder")
+        if _ == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = FolderLock(folder, "sgdlab data").acquire()
+    try:
+        if overwrite:
+            Claim(folder, "store").clear()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _chunk_rows(row_bytes) -> int:
@@ -214,25 +230,53 @@ def read_meta(path) -> dict:
     except FileNotFoundError:
         raise DataError(f"{folder} has no meta.json: it is not a store or its writing did not finish; "
                         "convert it again") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{folder / 'meta.json'} is not readable JSON ({e}): convert the store again") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise DataError(f"{folder / 'meta.json'} is not readable JSON ({str(e)[:80]}): convert the store again") \
+            from None
     _check_meta(meta, folder)
     return meta
 
 
+def _whole(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < 2 ** 62
+
+
 def _check_meta(meta, folder):
+    """Types and ranges of every meta.json entry a reader uses; DataError naming the first that is wrong."""
+    def shape_ok(part):
+        return (isinstance(part, dict) and isinstance(part.get("shape"), list) and 1 <= len(part["shape"]) <= 9
+                and all(_whole(d) for d in part["shape"]) and part["shape"][0] == meta["n"])
+
     try:
-        ok = (meta["format"] == STORE_FORMAT and isinstance(meta["n"], int) and meta["n"] >= 1
-              and meta["x"]["dtype"] in X_DTYPES and meta["x"]["shape"][0] == meta["n"]
-              and meta["t"]["shape"][0] == meta["n"] and isinstance(meta["splits"], dict)
-              and isinstance(meta["checksum"]["sha256"], dict) and isinstance(meta["checksum"]["sampled_sha256"], str))
-    except (KeyError, TypeError, IndexError):
-        ok = False
-    if not ok:
-        raise DataError(f"{folder / 'meta.json'} is not a valid {STORE_FORMAT} description "
-                        f"(format, n, x, t, splits, checksum): convert the store again")
+        checks = [
+            ("format", lambda: meta["format"] == STORE_FORMAT),
+            ("n", lambda: _whole(meta["n"], 1)),
+            ("x", lambda: shape_ok(meta["x"]) and meta["x"].get("dtype") in X_DTYPES),
+            ("t", lambda: shape_ok(meta["t"]) and meta["t"].get("dtype") in ("int64", "float32")),
+            ("splits", lambda: isinstance(meta["splits"], dict)),
+            ("checksum", lambda: isinstance(meta["checksum"], dict) and isinstance(meta["checksum"].get("sha256"),
+                                                                                  dict)
+             and all(isinstance(v, str) for v in meta["checksum"]["sha256"].values())
+             and isinstance(meta["checksum"].get("sampled_sha256"), str)),
+            ("scale", lambda: meta.get("scale") is None or (isinstance(meta["scale"], (int, float))
+                                                            and not isinstance(meta["scale"], bool)
+                                                            and math.isfinite(meta["scale"]) and meta["scale"] > 0)),
+            ("n_classes", lambda: meta.get("n_classes") is None or _whole(meta["n_classes"], 1)),
+            ("class_names", lambda: meta.get("class_names") is None or (isinstance(meta["class_names"], list) and all(
+                isinstance(c, str) for c in meta["class_names"]))),
+            ("name", lambda: isinstance(meta.get("name", ""), str)),
+        ]
+        if not isinstance(meta, dict):
+            raise TypeError
+        bad = next((key for key, check in checks if not check()), None)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        bad = "its structure"
+    if bad is not None:
+        raise DataError(f"{folder / 'meta.json'} is not a valid {STORE_FORMAT} description ({bad} is missing or "
+                        f"has the wrong type or range): convert the store again")
     for key, r in meta["splits"].items():
-        if key not in SPLITS or not (isinstance(r, list) and len(r) == 2 and 0 <= r[0] < r[1] <= meta["n"]):
+        if key not in SPLITS or not (isinstance(r, list) and len(r) == 2 and all(_whole(v) for v in r)
+                                     and 0 <= r[0] < r[1] <= meta["n"]):
             raise DataError(f"{folder / 'meta.json'} has split {key}={r}: splits are train/val/test row "
                             f"ranges [start, stop) within [0, {meta['n']}]")
 
@@ -243,7 +287,7 @@ def _npy_header_of(f, path):
         version = np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read(f)
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as e:
         raise DataError(f"{path} is not a readable .npy file ({e}): convert the store again") from None
     if fortran or dtype.hasobject:
         raise DataError(f"{path} holds a {'Fortran-order' if fortran else 'object'} array: a store holds "

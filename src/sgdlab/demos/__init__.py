@@ -23,6 +23,18 @@ DEMOS = {
 }
 
 
+DEMO_PICTURES = {
+    "gradient-field": ("gradient_field.png",),
+    "numerical-error": ("numerical_error.png",),
+    "lr-effects": ("lr_effects.png",),
+    "optimizers": ("optimizers_paths.png", "optimizers_loss.png"),
+    "local-minima": ("local_minima.png",),
+    "mnist-optimizers": ("mnist_optimizers.png",),
+    "overfitting": ("overfitting.png",),
+    "conv-filters": ("conv_filters.png", "conv_feature_maps.png"),
+}  # the files each demo writes: checked before it runs, so --overwrite decides about all of them
+
+
 def get_demo(name):
     """The demo function called ``name``; ConfigError listing the names otherwise."""
     if name not in DEMOS:

@@ -1,10 +1,12 @@
 """``sgdlab sweep``: the range test or the sweep, its table and picture, then optionally the winner."""
 
 import os
+import signal
 import sys
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..runfolder import claim_folder
 from ..validation import check_whole_number
 from .executors import dask_client, local_executor_factory, threads_per_worker
 from .range_test import lr_range_test, write_range_test
@@ -39,11 +41,29 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
     check_whole_number("workers", workers, optional=True)
     check_whole_number("final_epochs", final_epochs, optional=True)
     final_epochs = final_epochs or max(base.epochs, TrainConfig.epochs)
+    if range_test and space.dimensions:
+        raise ConfigError(f"--range-test runs one lr ramp: give single values, not the range or list of "
+                          f"{space.dimensions[0].name}")
+    with claim_folder(out, "sweep", overwrite=overwrite, resume=resume and os.path.isdir(out),
+                      command="sgdlab sweep") as claim:
+        if range_test and not resume:
+            claim.clear()
+        try:
+            with stop_on_signals() as received:
+                return _sweep_in(out, given, base, space, final_epochs, workers, scheduler, resume, overwrite,
+                                 halving, min_epochs, slow_threshold, range_test, lr_min, lr_max, range_iterations,
+                                 then_train, quiet, stream, tensorboard)
+        except SweepInterrupted:
+            name = signal.Signals(received[0]).name
+            print(f"sgdlab: sweep interrupted by {name}: the finished trials are in {os.path.join(out, 'sweep.csv')}; "
+                  f"continue with the same command and --resume", file=sys.stderr)
+            return 128 + received[0]
+
+
+def _sweep_in(out, given, base, space, final_epochs, workers, scheduler, resume, overwrite, halving, min_epochs,
+              slow_threshold, range_test, lr_min, lr_max, range_iterations, then_train, quiet, stream, tensorboard):
+    """``sweep_command``'s work in the sweep folder it holds."""
     if range_test:
-        if space.dimensions:
-            raise ConfigError(f"--range-test runs one lr ramp: give single values, not the range or list of "
-                              f"{space.dimensions[0].name}")
-        os.makedirs(out, exist_ok=True)
         result = lr_range_test(base, lr_min=lr_min, lr_max=lr_max, iterations=range_iterations)
         write_range_test(out, result)
         print(f"LR range test: {result['losses'].size} iterations, lr {lr_min:g} -> {lr_max:g}, loss blew up "
@@ -67,9 +87,25 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
             from ..tensorboard_log import TensorBoard
 
             callbacks.append(TensorBoard(os.path.join(tensorboard, "winner"), overwrite=True))
-        summary = train_run(config, folder, overwrite=True, quiet=quiet, callbacks=callbacks)
+        summary = train_run(config, folder, overwrite=overwrite, quiet=quiet, callbacks=callbacks)
         print_summary(summary, folder)
     return 0
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the sweep stops its workers and keeps the finished trials."""
+
+
+def stop_on_signals():
+    """SIGINT/SIGTERM raise SweepInterrupted in the main thread (``Sweep.run`` then stops the workers);
+    a second signal while it cleans up is only counted."""
+    from ..run import handle_stop_signals
+
+    def interrupt(signum, count):
+        if count == 1:
+            raise SweepInterrupted
+
+    return handle_stop_signals(interrupt)
 
 
 def _run_sweep(base, space, out, workers, scheduler, resume, overwrite, halving, min_epochs, slow_threshold,

@@ -44,3 +44,23 @@ def _shutdown(executor, wait):
         executor.shutdown(wait=wait, cancel_futures=True)
     else:
         executor.shutdown(wait=False)
+
+
+def stop_workers(executor, grace=10.0):
+    """Stop an executor at once: a process pool's workers get SIGTERM (a trial then stops at its next
+    iteration, as ``sgdlab train`` does), SIGKILL after ``grace`` seconds; no process outlives the sweep."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not isinstance(executor, ProcessPoolExecutor):
+        executor.shutdown(wait=False)
+        return
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # the pool keeps no public list
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(grace)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    executor.shutdown(wait=True, cancel_futures=True)

@@ -9,8 +9,10 @@ import tempfile
 
 from ..checkpoint import write_json_atomic
 from ..config import TrainConfig
-from ..errors import ConfigError, RunExistsError, SgdlabError
-from .executors import _shutdown
+from ..errors import ConfigError, SgdlabError
+from ..runfolder import Claim, check_location, check_replaceable
+from ..safetensors_io import load_json_text
+from .executors import _shutdown, stop_workers
 from .space import trial_id
 from .table import SweepResults, failed_result, rank_key, read_table, trial_result, write_table
 
@@ -104,21 +106,25 @@ class Sweep:
         description = json.loads(json.dumps(description))  # tuples become lists, as read back
         spec_path = os.path.join(self.out, "sweep.json")
         if resume and os.path.exists(spec_path):
-            with open(spec_path, encoding="utf-8") as f:
-                previous = json.load(f)
+            try:
+                with open(spec_path, encoding="utf-8") as f:
+                    previous = load_json_text(f.read(), repr(spec_path), error=ConfigError)
+            except UnicodeDecodeError:
+                previous = None
             if previous != description:
                 raise ConfigError(f"--resume: {self.out!r} holds a different sweep (settings in its sweep.json); "
                                   f"give the same flags or another --out")
             self.rows = {(r["trial"]): r for r in read_table(self.csv_path)} if os.path.exists(self.csv_path) \
                 else {}
         else:
-            for folder, what in ((self.out, "sweep folder"), (self.tensorboard, "TensorBoard folder")):
-                if folder and os.path.isdir(folder) and os.listdir(folder) and not overwrite:
-                    raise RunExistsError(f"{what} {folder!r} already exists: pass --resume to continue the sweep, "
-                                         f"--overwrite to replace it, or --out to choose another")
-            for folder in (self.out, self.tensorboard):
-                if folder and os.path.isdir(folder):
-                    shutil.rmtree(folder)
+            check_location(self.out)
+            check_replaceable(self.out, "sweep", overwrite or resume)
+            if self.tensorboard:
+                check_location(self.tensorboard, "--tensorboard")
+                check_replaceable(self.tensorboard, "tensorboard", overwrite or resume, what="--tensorboard")
+            for folder, kind in ((self.out, "sweep"), (self.tensorboard, "tensorboard")):
+                if folder and os.path.isdir(folder) and not resume:
+                    Claim(folder, kind).clear()
             os.makedirs(os.path.join(self.out, "trials"), exist_ok=True)
             write_json_atomic(spec_path, description)
 
@@ -203,7 +209,7 @@ class Sweep:
                                  result.get("tensorboard"))
             retry.extend(queue)
         except BaseException:
-            _shutdown(executor, wait=False)
+            stop_workers(executor)                  # interrupted: no worker may go on training as an orphan
             self._executor = None
             raise
         if broken:

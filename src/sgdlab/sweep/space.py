@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..validation import check_whole_number
 
 EXCLUDED_FROM_ID = ("threads", "prefetch", "checkpoint_every")  # settings that change speed, not results
+MAX_TRIALS = 10_000                 # a bound checked before any list of trials is built
 
 
 
@@ -100,13 +101,14 @@ def _optional_fields():
 def parse_values(name, text):
     """'0.1' -> 0.1; 'a,b,c' -> Dimension(values); 'LOW:HIGH' (uniform) or 'LOW:HIGH:log' -> range Dimension.
 
-    ``layers`` alternatives are separated by '/' because one layers value is itself '256,128'.
+    Alternatives of a list setting (``layers``, ``features``, ``drop``) are separated by '/' because one
+    value is itself a list: '256,128'.
     """
     kinds = _field_types()
     if name not in kinds:
         raise ConfigError(f"unknown setting {name!r}: allowed are {', '.join(sorted(kinds))}")
     text = str(text)
-    if name == "layers":
+    if kinds[name] is tuple:
         options = text.split("/")
         return options[0] if len(options) == 1 else Dimension(name, values=tuple(options))
     if ":" in text and kinds[name] in (int, float):
@@ -115,6 +117,8 @@ def parse_values(name, text):
             raise ConfigError(f"{name}={text!r} is not a range: write LOW:HIGH or LOW:HIGH:log")
         low, high = (float(_parse_scalar(name, p)) for p in parts[:2])
         log = len(parts) == 3 and parts[2] == "log"
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ConfigError(f"{name}={text!r} is not a range: LOW and HIGH must be finite numbers")
         if not low < high:
             raise ConfigError(f"{name}={text!r} is not a range: LOW must be below HIGH")
         if log and low <= 0:
@@ -148,12 +152,22 @@ class SearchSpace:
             return [dict(zip(names, combo)) for combo in
                     itertools.product(*(d.grid(self.trials) for d in self.dimensions))]
         rng = np.random.default_rng(self.seed)
-        points = []
+        points, seen = [], set()
         for _ in range(self.trials):
             point = {d.name: d.draw(rng) for d in self.dimensions}
-            if point not in points:
+            key = tuple(point.values())
+            if key not in seen:
+                seen.add(key)
                 points.append(point)
         return points
+
+    def size(self):
+        """How many trials ``points()`` gives at most, computed without listing them."""
+        if not self.dimensions:
+            return 1
+        if self.grid or not any(d.is_range for d in self.dimensions):
+            return math.prod(self.trials if d.is_range else len(d.values) for d in self.dimensions)
+        return self.trials
 
     def to_dict(self):
         return {"trials": self.trials, "grid": self.grid, "seed": self.seed,
@@ -173,7 +187,11 @@ def build_space(settings, trials=8, grid=False, seed=0):
             dims.append(parsed)
         else:
             fixed[name] = parsed
-    return fixed, SearchSpace(dims, trials=trials, grid=grid, seed=seed)
+    space = SearchSpace(dims, trials=trials, grid=grid, seed=seed)
+    if trials > MAX_TRIALS or space.size() > MAX_TRIALS:
+        raise ConfigError(f"trials={trials} asks for {max(trials, space.size())} trials, more than the {MAX_TRIALS} "
+                          f"a sweep runs: use fewer --trials or fewer values")
+    return fixed, space
 
 
 def trial_id(config):

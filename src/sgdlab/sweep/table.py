@@ -1,10 +1,12 @@
 """The results table: a finished trial's row (its sweep status from its run folder), ranking, sweep.csv."""
 
+import csv
 import json
 import math
 import os
 
 from ..checkpoint import write_text_atomic
+from ..errors import ConfigError, SgdlabError
 from ..history import best_row_index
 from ..tables import format_rows, read_records, records
 from ..training import divergence
@@ -93,21 +95,50 @@ def write_table(path, rows):
 
 
 def read_table(path):
-    """sweep.csv back to rows with numbers typed (the inverse of ``write_table``)."""
+    """sweep.csv back to rows with numbers typed (the inverse of ``write_table``); a damaged table ->
+    ConfigError naming the line (status known, rung a small whole number, numbers finite, header complete)."""
     kinds = _field_types()
 
     def cell(key, text):
         if text == "":
             return None
         if key == "rung":
-            return int(text)
+            return _table_number(key, text, int)
         if key in ("best_val_acc", "best_val_loss", "initial_loss", "test_acc", "seconds"):
-            return float(text)
+            return _table_number(key, text, float)
         if key in kinds and key not in ("layers", "best_epoch"):
             return _parse_scalar(key, text)
         return text
 
-    return SweepResults({k: v for k, v in row.items() if k != "rank"} for row in read_records(path, cell))
+    try:
+        rows = read_records(path, cell)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path!r} is not a readable sweep table ({exc}): start the sweep again with "
+                          f"--overwrite") from None
+    except SgdlabError as exc:
+        raise ConfigError(f"{path!r}: {exc}") from None
+    return SweepResults(_checked_row(row, path) for row in rows)
+
+
+def _checked_row(row, path):
+    row = {k: v for k, v in row.items() if k != "rank"}
+    missing = [c for c in RESULT_COLUMNS if c not in row]
+    if missing:
+        raise ConfigError(f"{path!r}: the header lacks {', '.join(missing)}")
+    if row.get("status") not in STATUS_ORDER or not isinstance(row.get("trial"), str) or row.get("rung") is None:
+        raise ConfigError(f"{path!r} has a row with status {row.get('status')!r}, trial {row.get('trial')!r}, rung "
+                          f"{row.get('rung')!r}: expected one of {', '.join(STATUS_ORDER)}, an id and a rung")
+    return row
+
+
+def _table_number(key, text, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text[:40]!r} is not a number") from None
+    if not math.isfinite(value) or value < 0 or (kind is int and value > 1000):
+        raise ConfigError(f"{key}={text[:40]!r} is not allowed: expected a finite number >= 0")
+    return value
 
 
 class SweepResults(list):
