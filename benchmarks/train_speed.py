@@ -164,7 +164,7 @@ class SklearnRunner:
 RUNNERS = (SgdlabRunner, TorchRunner, SklearnRunner, GemmLimit)
 
 
-def compare(sizes, batch, repeats, data, x, t, xt, tt, threads):
+def compare(sizes, batch, repeats, data, x, t, xt, tt, threads, tools=("sgdlab", "torch", "sklearn")):
     """[(tool, median s/epoch, test accuracy, peak MB growth)], the GEMM limit last: a warm-up epoch each,
     then epochs interleaved.
 
@@ -172,7 +172,7 @@ def compare(sizes, batch, repeats, data, x, t, xt, tt, threads):
     down mid-run (shared, noisy) weigh on every tool alike instead of on whichever ran then.
     """
     runners, growth = [], []
-    for cls in RUNNERS:
+    for cls in [c for c in RUNNERS if c is GemmLimit or c.__name__.lower().startswith(tools)]:
         gc.collect()
         base = peak_rss_mb()
         try:
@@ -217,6 +217,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--overhead", action="store_true", help="only the per-iteration overhead figure")
+    parser.add_argument("--tools", nargs="+", default=["sgdlab", "torch", "sklearn"],
+                        help="tools to time (default all; sgdlab comes first and is always among them)")
     args = parser.parse_args()
     data, x, t, xt, tt = mnist_arrays()
     blas = [(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()]
@@ -229,7 +231,8 @@ def main():
         names = ["small", "large"] if args.config == "both" else [args.config]
         for name in names:
             sizes, batch = CONFIGS[name]
-            *rows, (_, limit, _, _) = compare(sizes, batch, args.repeats, data, x, t, xt, tt, args.threads)
+            *rows, (_, limit, _, _) = compare(sizes, batch, args.repeats, data, x, t, xt, tt, args.threads,
+                                                 tuple({"sgdlab", *args.tools}))
             print(f"\n{'-'.join(map(str, sizes))}, batch {batch}, {args.repeats + 1} epochs each "
                   f"(first is warm-up, then interleaved, the GEMM limit's too); GEMM limit {limit:.3f} s/epoch")
             print(f"CPU: {cpu_model()}")

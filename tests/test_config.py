@@ -75,3 +75,11 @@ def test_any_mapping_builds_a_config_or_raises_config_error(d):
         if key != "layers":
             assert built[key] == value and type(built[key]) is type(value), (key, value, built[key])
     assert TrainConfig.from_dict(built) == config
+
+
+@pytest.mark.parametrize("name", ["features", "drop"])
+@pytest.mark.parametrize("value", ["", " , ", []])
+def test_a_column_list_that_names_no_column_is_refused(name, value):
+    """An empty --features/--drop is a mistake to say, not a silent 'not given' (as --out '' was)."""
+    with pytest.raises(ConfigError, match=f"{name}=.* names no column"):
+        TrainConfig.from_dict({name: value})

@@ -184,7 +184,7 @@ def test_one_dimensional_float_targets_are_one_output(tmp_path):
     assert history.status == "completed"
     np.savez(tmp_path / "r.npz", x=x, t=t)
     result = sgdlab("train", "--dataset", tmp_path / "r.npz", "--loss", "mse", "--layers", "8", "--epochs", "2",
-                    "--quiet", "--out", tmp_path / "run")
+                    "--batch-size", "20", "--quiet", "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     assert load_model(tmp_path / "run" / "model.safetensors").n_out == 1
 

@@ -2,6 +2,8 @@
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -156,7 +158,8 @@ def test_the_readme_conv_command_reaches_99_percent_on_mnist(tmp_path):
     """README's documented conv-net command (chapter 7's network on MNIST, defaults otherwise)."""
     readme = open(__file__.rsplit("/tests/", 1)[0] + "/README.md", encoding="utf-8").read()
     assert "sgdlab train " + " ".join(CHAPTER_7) in readme
-    result = sgdlab("train", *CHAPTER_7, "--quiet", "--out", tmp_path / "chapter7")
+    result = subprocess.run([sys.executable, "-m", "sgdlab", "train", *CHAPTER_7, "--quiet", "--out",
+                             tmp_path / "chapter7"], capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "chapter7" / "summary.json").read_text())
     assert summary["test_accuracy"] >= 0.990, summary

@@ -231,7 +231,7 @@ class TrainConfig:
 
 
 def _parse_names(name, value):
-    """'a,b' / ['a', 'b'] -> ('a', 'b'); None or '' -> None: column names for --features / --drop."""
+    """'a,b' / ['a', 'b'] -> ('a', 'b'); None -> None: column names for --features / --drop (none: refused)."""
     if value is None:
         return None
     parts = value.split(",") if isinstance(value, str) else value
@@ -239,4 +239,6 @@ def _parse_names(name, value):
         names = tuple(p.strip() for p in parts if p.strip())
     except (TypeError, AttributeError):
         raise ConfigError(f"{name}={value!r} is not allowed: give column names like a,b,c") from None
-    return names or None
+    if not names:
+        raise ConfigError(f"{name}={value!r} names no column: give column names like a,b,c, or leave it out")
+    return names
