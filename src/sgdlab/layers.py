@@ -182,45 +182,47 @@ class ReLU(Layer):
         return dx
 
 
-class Sigmoid(Layer):
+class OutputActivation(Layer):
+    """An element-wise activation whose slope is a function of its output y: dx = dy * slope(y)."""
+
+    elementwise = True
+
+    def forward(self, x, train=False):
+        y = self.buffer_like("y", x)
+        self.activate(x, out=y)
+        self.y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx = self.buffer_like("dx", dy)
+        self.slope(self.y, out=dx)
+        dx *= dy
+        return dx
+
+
+class Sigmoid(OutputActivation):
     """y = 1 / (1 + exp(-x)).  Backward: dx = dy * y * (1 - y)."""
 
-    elementwise = True
+    def activate(self, x, out):
+        np.negative(x, out=out)
+        np.exp(out, out=out)
+        out += 1
+        np.reciprocal(out, out=out)
 
-    def forward(self, x, train=False):
-        y = self.buffer_like("y", x)
-        np.negative(x, out=y)
-        np.exp(y, out=y)
-        y += 1
-        np.reciprocal(y, out=y)
-        self.y = y
-        return y
-
-    def backward(self, dy, need_dx=True):
-        dx = self.buffer_like("dx", dy)
-        np.subtract(1, self.y, out=dx)
-        dx *= self.y
-        dx *= dy
-        return dx
+    def slope(self, y, out):
+        np.subtract(1, y, out=out)
+        out *= y
 
 
-class Tanh(Layer):
+class Tanh(OutputActivation):
     """y = tanh(x).  Backward: dx = dy * (1 - y²)."""
 
-    elementwise = True
+    def activate(self, x, out):
+        np.tanh(x, out=out)
 
-    def forward(self, x, train=False):
-        y = self.buffer_like("y", x)
-        np.tanh(x, out=y)
-        self.y = y
-        return y
-
-    def backward(self, dy, need_dx=True):
-        dx = self.buffer_like("dx", dy)
-        np.multiply(self.y, self.y, out=dx)
-        np.subtract(1, dx, out=dx)
-        dx *= dy
-        return dx
+    def slope(self, y, out):
+        np.multiply(y, y, out=out)
+        np.subtract(1, out, out=out)
 
 
 class Dropout(Layer):

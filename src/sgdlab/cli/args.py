@@ -152,11 +152,12 @@ def whole_at_least(low):
     return parse
 
 
-def add_config_flags(parser, as_text=False):
-    """One flag per TrainConfig field (--batch-size for batch_size ...); unset flags stay absent.
+def add_config_flags(parser, as_text=False, config_help="TOML file of settings; flags override it"):
+    """--config FILE and one flag per TrainConfig field (--batch-size for batch_size ...); unset flags stay absent.
 
     ``as_text`` keeps every value a string (a sweep's lists and ranges, parsed by ``sweep.parse_values``).
     """
+    parser.add_argument("--config", help=config_help)
     from ..config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)

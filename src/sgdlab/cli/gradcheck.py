@@ -36,7 +36,6 @@ def add_parser(sub):
                            description="Backprop against central differences in float64 on a few samples; "
                                        "exit 1 if any layer's relative error exceeds the tolerance.")
     add_config_flags(check)
-    check.add_argument("--config", help="TOML file of settings; flags override it")
     check.add_argument("--samples", type=whole_at_least(1), default=10, help="samples in the batch (default 10)")
     check.add_argument("--tolerance", type=number_type(float), default=1e-6,
                        help="largest relative error that passes (default 1e-6)")

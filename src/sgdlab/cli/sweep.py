@@ -40,11 +40,10 @@ def add_parser(sub):
                                        "as each trial ends), sweep.png and trials/<id>/.  A trial is 'diverged' "
                                        "when its loss blew up (> 10x the initial loss), 'too slow' when its best "
                                        "val loss stayed above (1 - SLOW_THRESHOLD) x the initial loss.")
-    add_config_flags(sweep, as_text=True)
+    add_config_flags(sweep, as_text=True, config_help="TOML file of base settings; flags override it")
     number, whole = number_type(float), number_type(int)
     sweep.add_argument("--set", action="append", metavar="NAME=VALUES",
                        help="sweep any setting: --set batch_size=32,100,256 (repeatable)")
-    sweep.add_argument("--config", help="TOML file of base settings; flags override it")
     sweep.add_argument("--trials", type=whole, default=8,
                        help="random draws from the ranges, or with --grid the points per range (default 8)")
     sweep.add_argument("--grid", action="store_true", help="ranges become TRIALS evenly (log-)spaced values, "

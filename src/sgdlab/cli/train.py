@@ -60,7 +60,6 @@ def add_parser(sub):
                            description="Train an MLP by mini-batch SGD; writes runs/NAME/ (config.json, "
                                        "metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png).")
     add_config_flags(train)
-    train.add_argument("--config", help="TOML file of settings; flags override it")
     train.add_argument("--out", help="run folder (default runs/DATASET-LAYERS-OPTIMIZER)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
