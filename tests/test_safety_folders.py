@@ -194,6 +194,22 @@ def test_predict_out_refuses_its_own_model_and_input(tmp_path):
     assert all(p.read_bytes() == data for p, data in before.items())
 
 
+def test_predict_out_does_not_replace_an_existing_file_without_overwrite(tmp_path):
+    run = tmp_path / "run"
+    assert sgdlab("train", *QUICK, "--out", run).returncode == 0
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    result = sgdlab("predict", "--model", run / "model.safetensors", tmp_path / "x.npy", "--out", notes)
+    assert_refused(result, "notes.txt", "--overwrite")
+    assert notes.read_text() == "my notes"
+    result = sgdlab("predict", "--model", run / "model.safetensors", tmp_path / "x.npy", "--out", notes,
+                    "--overwrite")
+    assert result.returncode == 0 and len(notes.read_text().split()) == 3
+
+
 def test_demo_does_not_overwrite_existing_pictures(tmp_path):
     picture = tmp_path / "numerical_error.png"
     picture.write_bytes(b"my picture")

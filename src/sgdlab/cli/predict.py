@@ -38,7 +38,7 @@ def cmd_predict(args):
     from ..runfolder import check_output_file
 
     if args.out is not None:
-        check_output_file(args.out, protected=[args.model, args.input])
+        check_output_file(args.out, protected=[args.model, args.input], overwrite=args.overwrite)
     model = load_model(args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
@@ -125,6 +125,7 @@ def add_parser(sub):
     predict.add_argument("input", metavar="INPUT")
     predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     predict.add_argument("--out", help="write to FILE (.npy, else comma-separated text) instead of printing")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     evaluate = sub.add_parser("evaluate", help="loss, accuracy and per-class metrics of a saved model on a dataset",
                               description="Load MODEL and print loss and accuracy on each split of DATASET, and "
                                           "for the test split (else val) per-class precision, recall, F1, "
