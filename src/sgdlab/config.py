@@ -11,6 +11,7 @@ from .layers import ACTIVATIONS
 from .layerspec import parse_layers
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS, SCHEDULES
+from .training import GRADIENTS, TRAIN_METRICS
 from .validation import check_number, check_whole_number, setting_defaults
 
 # Choice lists come from the registries (the CLI's --help too), so a new loss or optimizer shows up everywhere.
@@ -20,11 +21,11 @@ CHOICES = {
     "optimizer": tuple(OPTIMIZERS),
     "schedule": tuple(SCHEDULES),
     "sampling": ("auto", *SAMPLING),
-    "gradient": ("backprop", "numerical"),
+    "gradient": GRADIENTS,
     "dtype": ("float32", "float64"),
     "monitor": ("val_loss", "val_acc", "train_loss", "train_acc"),
     "monitor_mode": ("auto", "min", "max"),
-    "train_metrics": ("full", "running"),
+    "train_metrics": TRAIN_METRICS,
 }
 
 # The main job (MNIST 784-100-10, batch 100, momentum) was tuned at this lr; other optimizers default to their
