@@ -161,8 +161,11 @@ def _read_cache(folder):
 
     from sgdlab.data import mnist
 
-    mnist._MNIST_SHAPES = SMALL_MNIST
-    arrays = mnist._read_mnist_cache(Path(folder))
+    real_shapes, mnist._MNIST_SHAPES = mnist._MNIST_SHAPES, SMALL_MNIST
+    try:  # restored: later tests in this process read the real cache
+        arrays = mnist._read_mnist_cache(Path(folder))
+    finally:
+        mnist._MNIST_SHAPES = real_shapes
     assert arrays is not None
 
 

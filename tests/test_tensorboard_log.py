@@ -190,7 +190,7 @@ def test_cli_sweep_tensorboard_gives_each_trial_its_own_run(tmp_path):
                                          read_metrics_csv(tmp_path / "first" / "trials" / trial / "metrics.csv"))
     stale = sweep("elsewhere/first")  # a new sweep folder, but its TensorBoard folder tb/first is taken
     assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
-    assert "TensorBoard folder" in stale.stderr and not (tmp_path / "elsewhere").exists()
+    assert "tensorboard folder" in stale.stderr.lower() and not (tmp_path / "elsewhere").exists()
 
 
 def test_cli_train_tensorboard_without_tensorboardx_fails_before_writing(tmp_path):

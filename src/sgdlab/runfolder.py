@@ -250,7 +250,7 @@ def claim_folder(path, kind, overwrite=False, resume=False, command="sgdlab", wh
     """
     path = check_location(path, what)
     check_replaceable(path, kind, overwrite, resume, what)
-    created = not os.path.isdir(path)
+    created = _missing_folders(path)
     os.makedirs(path, exist_ok=True)
     lock = FolderLock(path, command).acquire()
     try:
@@ -258,8 +258,21 @@ def claim_folder(path, kind, overwrite=False, resume=False, command="sgdlab", wh
         yield Claim(path, kind)                                  # writer may have finished meanwhile
     finally:
         lock.release()
-        if created and not os.listdir(path):
-            os.rmdir(path)
+        for folder in created:                                   # innermost first: a refused run leaves no trace
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+
+
+def _missing_folders(path):
+    """The folders ``os.makedirs(path)`` would create, innermost first."""
+    missing, folder = [], os.path.abspath(path)
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
 
 
 def check_output_file(path, protected=(), overwrite=True, what="--out"):

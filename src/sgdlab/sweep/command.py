@@ -6,7 +6,7 @@ import sys
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..runfolder import claim_folder
+from ..runfolder import check_location, check_replaceable, claim_folder
 from ..validation import check_whole_number
 from .executors import dask_client, local_executor_factory, threads_per_worker
 from .range_test import lr_range_test, write_range_test
@@ -34,6 +34,9 @@ def sweep_command(settings, out, base_values=None, trials=8, grid=False, sweep_s
 
         tensorboard = run_log_dir(tensorboard, out)
         TensorBoard(tensorboard)  # without tensorboardX: one error now, not one per trial
+        if not resume:  # a taken TensorBoard folder is refused before the sweep's own folder is made
+            check_replaceable(check_location(tensorboard, "--tensorboard"), "tensorboard", overwrite,
+                              what="--tensorboard")
     stream = None if quiet else sys.stdout
     fixed, space = build_space(settings, trials=trials, grid=grid, seed=sweep_seed)
     given = {**(base_values or {}), **fixed}
