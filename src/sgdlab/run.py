@@ -389,7 +389,7 @@ def print_summary(summary, out, stream=None):
         from .metrics import format_report
 
         print(f"{summary['report_split']} {format_report(summary['regression_report'])}", file=stream)
-    print(f"run folder: {out} (config.json, metrics.csv, summary.json, model.safetensors, loss.png, accuracy.png)",
-          file=stream)
+    written = sorted(name for name in os.listdir(out) if not name.startswith("."))
+    print(f"run folder: {out} ({', '.join(written)})", file=stream)
     if summary.get("checkpoint"):
         print(f"checkpoint: {summary['checkpoint']}\nresume with: {summary['resume_command']}", file=stream)
