@@ -4,6 +4,19 @@ import pytest
 from sgdlab.data import make_spirals, train_val_split
 
 
+def backward_errors(layer, x, r, params=None, grads=None):
+    """Relative errors of backward against central differences of f = sum(layer.forward(x) * r):
+    (input gradient, parameter gradient or None)."""
+
+    def f():
+        return float(np.sum(layer.forward(x) * r))
+
+    layer.forward(x)
+    dx = layer.backward(r).copy()
+    param_error = None if params is None else relative_error(grads, central_difference(f, params))
+    return relative_error(dx, central_difference(f, x)), param_error
+
+
 def central_difference(f, p, h=1e-6):
     """df/dp[i] = (f(p + h e_i) - f(p - h e_i)) / 2h, one entry at a time, restoring p exactly."""
     g = np.zeros_like(p, dtype=np.float64)
