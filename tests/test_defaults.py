@@ -264,8 +264,16 @@ def test_sigkill_half_a_second_after_start_then_resume_is_bit_for_bit(tmp_path):
         "\n")
 
 
-def test_checkpoint_seconds_writes_mid_epoch_checkpoints(tmp_path):
+def test_checkpoint_seconds_writes_mid_epoch_checkpoints(tmp_path, monkeypatch):
+    import types
+
+    from sgdlab import training
     from sgdlab.checkpoint import load_checkpoint, save_checkpoint
+
+    # The trainer's clock advances 10 ms per reading, so the test does not depend on how fast the machine is
+    # (a fast CI machine ran the whole epoch inside 0.05 s of wall time).
+    clock = iter(range(10**9))
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(clock) * 0.01))
 
     x, t = sl.datasets.make_spirals(3000, seed=0).x, sl.datasets.make_spirals(3000, seed=0).t
     iterations = []
@@ -277,6 +285,7 @@ def test_checkpoint_seconds_writes_mid_epoch_checkpoints(tmp_path):
     trainer = sl.Trainer(sl.MLP([2, 256, 256, 3]), (x, t), sl.optimizers.SGD(lr=0.05), batch_size=10, epochs=1,
                          checkpoint=checkpoint, checkpoint_seconds=0.05)
     trainer.run()
+    # one reading per iteration: 0.05 s pass every 5 iterations, so 60 checkpoints by the clock in 300 iterations
     assert len(iterations) > 2 and iterations[0] < trainer.iterations_per_epoch  # mid-epoch, by the clock
     state, _ = load_checkpoint(tmp_path / "c.safetensors")
     assert state["iteration"] == trainer.iteration
