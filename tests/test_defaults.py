@@ -238,7 +238,7 @@ def test_resume_a_folder_with_only_config_json_starts_from_the_beginning(tmp_pat
 def test_sigkill_half_a_second_after_start_then_resume_is_bit_for_bit(tmp_path):
     """A run killed with SIGKILL 0.5 s after it started, then resumed (from a checkpoint written by
     --checkpoint-seconds, or from the beginning if none was yet), ends with the uninterrupted run's model."""
-    args = ["--dataset", "digits", "--layers", "128", "--epochs", "40", "--batch-size", "8", "--seed", "5",
+    args = ["--dataset", "digits", "--layers", "128", "--epochs", "100", "--batch-size", "8", "--seed", "5",
             "--checkpoint-seconds", "0.1", "--quiet"]
     whole = sgdlab("train", *args, "--out", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
