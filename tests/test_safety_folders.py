@@ -93,6 +93,31 @@ def test_two_trains_into_one_folder_exactly_one_wins(tmp_path):
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")] and not (out / LOCK_NAME).exists()
 
 
+def test_a_lock_taken_but_not_yet_written_still_names_its_owner(tmp_path):
+    """The owner writes its PID just after it takes the lock; a second writer that looks in between waits
+    for the text instead of naming 'another sgdlab process' (a race the two-trains test hit 1 time in 5)."""
+    import fcntl
+    import threading
+    import time
+
+    out = tmp_path / "run"
+    out.mkdir()
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)                     # taken, still empty
+    owner = json.dumps({"pid": 4242, "command": "sgdlab sweep", "started": "2026-11-30T00:00:00Z"}).encode()
+    writer = threading.Timer(0.2, os.pwrite, (fd, owner, 0))
+    writer.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(FolderLockedError, match=r"in use by sgdlab sweep \(PID 4242, since"):
+            with claim_folder(out, "run", command="sgdlab train"):
+                pass
+        assert time.monotonic() - started < 1.0
+    finally:
+        writer.join()
+        os.close(fd)
+
+
 def test_lock_is_held_for_the_block_and_released_on_error(tmp_path):
     out = tmp_path / "run"
     with claim_folder(out, "run", command="sgdlab train"):

@@ -157,7 +157,7 @@ class FolderLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                owner = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                owner = _read_owner(fd)
                 os.close(fd)
                 raise FolderLockedError(f"{os.path.dirname(self.path)!r} is in use by {owner_text(owner)}: wait "
                                         f"for it to end or choose another --out") from None
@@ -199,10 +199,21 @@ def lock_owner(folder):
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None                       # nobody holds it: a stale lock file
     except BlockingIOError:
-        raw = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        raw = _read_owner(fd)
         return None if _pid_of(raw) == os.getpid() else owner_text(raw)    # held by this process: ours
     finally:
         os.close(fd)
+
+
+def _read_owner(fd, wait=1.0):
+    """The lock file's text.  Its owner writes it just after taking the lock, so a text that does not
+    parse yet (read in between) is read again for up to ``wait`` seconds before it is taken as it is."""
+    deadline = time.monotonic() + wait
+    while True:
+        raw = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        if _pid_of(raw) is not None or time.monotonic() > deadline:
+            return raw
+        time.sleep(0.01)
 
 
 def _pid_of(raw):
