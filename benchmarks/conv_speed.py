@@ -207,18 +207,19 @@ def time_shares(runner, batches=30):
 
 
 def conv_gemms(layer, need_dx):
-    """The conv layer's matrix products alone, same shapes: forward, dW and (unless first) the input gradient."""
+    """The conv layer's matrix products alone, same shapes: forward and [dW; db] (im2col's extra column of
+    ones carries the bias) and, unless it is the first layer, the input gradient."""
     (kh, kw), (oh, ow) = layer.kernel, layer.out_hw
     rows, k, o = BATCH * oh * ow, kh * kw * layer.in_channels, layer.out_channels
     rng = np.random.default_rng(0)
-    cols, w, dy = (rng.random(s, dtype=np.float32) for s in ((rows, k), (k, o), (rows, o)))
-    y, dw, dcols = np.empty((rows, o), np.float32), np.empty((k, o), np.float32), np.empty((rows, k), np.float32)
+    cols, w, dy = (rng.random(s, dtype=np.float32) for s in ((rows, k + 1), (k + 1, o), (rows, o)))
+    y, dw, dcols = np.empty((rows, o), np.float32), np.empty((k + 1, o), np.float32), np.empty((rows, k), np.float32)
 
     def products():
         np.matmul(cols, w, out=y)
         np.matmul(cols.T, dy, out=dw)
         if need_dx:
-            np.matmul(dy, w.T, out=dcols)
+            np.matmul(dy, w[:k].T, out=dcols)
 
     return products
 

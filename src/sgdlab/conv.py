@@ -7,7 +7,8 @@ an (N, C, H, W) *view* of (N, H, W, C) memory, so the next conv or pool layer re
 and the element-wise layers between them keep that layout (``Buffered.buffer_like``).  That makes
 
 * im2col one copy of a ``sliding_window_view`` into columns ordered (kh, kw, C),
-* the convolution one matrix product per layer and batch, (N·OH·OW, kh·kw·C) @ (kh·kw·C, out),
+* the convolution one matrix product per layer and batch, (N·OH·OW, kh·kw·C + 1) @ (kh·kw·C + 1, out)
+  (the extra column of ones and row b carry the bias),
 * col2im kh·kw additions of (N, OH, OW, C) blocks, and pooling a few strided views,
 
 all into buffers kept between calls.
@@ -68,9 +69,9 @@ def _offset_views(a, kernel, stride, out_hw):
 class Conv2D(Layer):
     """y[n, o, r, c] = b[o] + sum over (i, j, ch) of W[o, ch, i, j] · xpad[n, ch, s·r + i, s·c + j].
 
-    As one matrix product: Y = cols @ Wc + b with cols[(n, r, c), (i, j, ch)] the input patches
-    (im2col) and Wc the weights reordered to (kh·kw·C, out).  Backward: dWc = colsᵀ @ dY,
-    db = sum of dY over (n, r, c), dcols = dY @ Wcᵀ, and dx adds each patch's dcols back where it
+    As one matrix product: Y = [cols, 1] @ [Wc; b] with cols[(n, r, c), (i, j, ch)] the input patches
+    (im2col) and Wc the weights reordered to (kh·kw·C, out).  Backward: [dWc; db] = [cols, 1]ᵀ @ dY
+    (db the sum of dY over (n, r, c)), dcols = dY @ Wcᵀ, and dx adds each patch's dcols back where it
     came from (col2im).  He initialisation: std sqrt(2 / (in·kh·kw)); biases start at zero.
     """
 
@@ -103,7 +104,7 @@ class Conv2D(Layer):
             raise ConfigError(f"{self!r} gets {c} input channels: it expects {self.in_channels}")
         self.in_hw = (h, w)
         self.out_hw = _windows_out(self, "kernel", (h, w), self.kernel, self.stride, self.padding)
-        self.columns_per_sample = math.prod(self.out_hw) * math.prod(self.kernel) * c  # im2col's row count per image
+        self.columns_per_sample = math.prod(self.out_hw) * (math.prod(self.kernel) * c + 1)  # im2col's floats per image
         return (self.out_channels, *self.out_hw)
 
     def describe(self):
@@ -124,50 +125,59 @@ class Conv2D(Layer):
         return xp
 
     def _weight_columns(self, dtype):
-        """W reordered to (kh·kw·C, out) for the product: a copy refreshed each pass (W itself stays (out, in, kh, kw))."""
+        """[Wc; b]: W reordered to (kh·kw·C, out) with b as one more row, so the product adds the bias.
+
+        A copy refreshed each pass (W itself stays (out, in, kh, kw))."""
         kh, kw = self.kernel
-        wc = self.buffer("wc", (kh, kw, self.in_channels, self.out_channels), dtype)
-        np.copyto(wc, self.W.transpose(2, 3, 1, 0))
-        return wc.reshape(-1, self.out_channels)
+        k, o = kh * kw * self.in_channels, self.out_channels
+        wcb = self.buffer("wcb", (k + 1, o), dtype)
+        np.copyto(wcb[:k].reshape(kh, kw, self.in_channels, o), self.W.transpose(2, 3, 1, 0))
+        wcb[k] = self.b
+        return wcb
 
     def _columns(self, x, dtype):
-        """im2col: the (N·OH·OW, kh·kw·C) matrix of input patches, columns ordered (kh, kw, C)."""
+        """im2col: the (N·OH·OW, kh·kw·C + 1) matrix of input patches, columns ordered (kh, kw, C), then a
+        column of ones that multiplies the bias row of ``_weight_columns`` (so neither y += b nor a column
+        sum for db is a pass of its own: both ride in the matrix products)."""
         n, (kh, kw), (oh, ow), c = x.shape[0], self.kernel, self.out_hw, self.in_channels
         xp = self._padded(_nhwc(x))
         if c == 1:  # one channel: each kernel offset's block is a plain 2-D slice; stored transposed, no transpose
-            cols = self.buffer("cols", (kh * kw, n, oh, ow), dtype)
+            cols = self.buffer("cols", (kh * kw + 1, n, oh, ow), dtype)
             for block, view in zip(cols, _offset_views(xp, self.kernel, self.stride, self.out_hw)):
                 np.copyto(block, view[..., 0])
-            return cols.reshape(kh * kw, n * oh * ow).T
-        cols = self.buffer("cols", (n, oh, ow, kh, kw, c), dtype)
+            cols[-1] = 1
+            return cols.reshape(kh * kw + 1, n * oh * ow).T
+        cols = self.buffer("cols", (n, oh, ow, kh * kw * c + 1), dtype)
         windows = np.lib.stride_tricks.sliding_window_view(xp, self.kernel, axis=(1, 2))
         (sh, sw) = self.stride
-        np.copyto(cols, windows[:, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw].transpose(0, 1, 2, 4, 5, 3))
-        return cols.reshape(n * oh * ow, kh * kw * c)
+        np.copyto(cols[..., :-1].reshape(n, oh, ow, kh, kw, c),
+                  windows[:, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw].transpose(0, 1, 2, 4, 5, 3))
+        cols[..., -1] = 1
+        return cols.reshape(n * oh * ow, kh * kw * c + 1)
 
     def forward(self, x, train=False):
         n, (oh, ow), o = x.shape[0], self.out_hw, self.out_channels
         dtype = np.result_type(x, self.W)
         self.cols = self._columns(x, dtype)
-        self.wc = self._weight_columns(dtype)
+        self.wcb = self._weight_columns(dtype)
         y = self.buffer("y", (n, oh, ow, o), dtype)
-        np.matmul(self.cols, self.wc, out=y.reshape(n * oh * ow, o))
-        y += self.b
+        np.matmul(self.cols, self.wcb, out=y.reshape(n * oh * ow, o))
         return y.transpose(0, 3, 1, 2)
 
     def backward(self, dy, need_dx=True):
         (kh, kw), c, o = self.kernel, self.in_channels, self.out_channels
+        k = kh * kw * c
         dy2 = _nhwc(dy).reshape(-1, o)  # a view when dy is channels-last, else one copy
-        np.add.reduce(dy2, axis=0, out=self.db)
-        dwc = self.buffer("dwc", (kh * kw * c, o), dy2.dtype)
-        np.matmul(self.cols.T, dy2, out=dwc)
-        np.copyto(self.dW, dwc.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
+        dwcb = self.buffer("dwcb", (k + 1, o), dy2.dtype)  # [dWc; db] = [cols, 1]ᵀ @ dY
+        np.matmul(self.cols.T, dy2, out=dwcb)
+        np.copyto(self.dW, dwcb[:k].reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
+        np.copyto(self.db, dwcb[k])
         if not need_dx:
             return None
         n, (oh, ow), (h, w), (ph, pw) = dy.shape[0], self.out_hw, self.in_hw, self.padding
         # dcols one (N, OH, OW, C) block per kernel offset: dy @ (that offset's (out, C) weights)
         dcols = self.buffer("dcols", (kh * kw, n, oh, ow, c), dy2.dtype)
-        np.matmul(dy2, self.wc.reshape(kh * kw, c, o).transpose(0, 2, 1), out=dcols.reshape(kh * kw, -1, c))
+        np.matmul(dy2, self.wcb[:k].reshape(kh * kw, c, o).transpose(0, 2, 1), out=dcols.reshape(kh * kw, -1, c))
         dxp = self.buffer("dxpad", (n, h + 2 * ph, w + 2 * pw, c), dy2.dtype)
         dxp.fill(0)
         for block, view in zip(dcols, _offset_views(dxp, self.kernel, self.stride, self.out_hw)):
@@ -225,16 +235,29 @@ class _Pool2D(Layer):
         return dx.transpose(0, 3, 1, 2)
 
 
+def _maximum_of(views, out):
+    """out = the element-wise maximum of ``views`` (one pass per view; NaN propagates)."""
+    if len(views) == 1:
+        np.copyto(out, views[0])
+        return out
+    np.maximum(views[0], views[1], out=out)
+    for view in views[2:]:
+        np.maximum(out, view, out=out)
+    return out
+
+
 class MaxPool2D(_Pool2D):
     """y = max of each window.  Backward: dy goes to the window's maximum; a tie of k equal maxima
     gives each dy / k (a subgradient; for k = 2 the same as central differences)."""
 
     def forward(self, x, train=False):
-        views = self._window_views(_nhwc(x))
-        y = self.buffer("y", views[0].shape, x.dtype)
-        np.copyto(y, views[0])
-        for view in views[1:]:
-            np.maximum(y, view, out=y)
+        """The max is separable: first over each window's rows, (N, OH, W, C), then over its columns,
+        kh + kw passes instead of kh·kw (a 2x2 pool reads its input once, not twice)."""
+        xh, (kh, kw), (sh, sw), (oh, ow) = _nhwc(x), self.window, self.stride, self.out_hw
+        rows = _offset_views(xh, (kh, 1), (sh, 1), (oh, xh.shape[2]))
+        row_max = _maximum_of(rows, self.buffer("row_max", rows[0].shape, x.dtype))
+        y = self.buffer("y", (xh.shape[0], oh, ow, xh.shape[3]), x.dtype)
+        _maximum_of(_offset_views(row_max, (1, kw), (1, sw), (oh, ow)), y)
         self.x, self.y = x, y
         return y.transpose(0, 3, 1, 2)
 

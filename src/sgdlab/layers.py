@@ -157,23 +157,21 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
-    """y = max(x, 0) = x * m with m = [x > 0].  Backward: dx = dy * m (the real part decides, for complex steps).
+    """y = max(x, 0).  Backward: dx = dy * m with m = [x > 0] (the real part decides, for complex steps).
 
-    m is kept as 0/1 in x's dtype: a float x float multiply is several times faster in NumPy
-    than ``np.maximum`` or a bool mask, and backward reuses m instead of comparing again.
-    (x = -inf gives NaN instead of 0: only a diverged net has such values, and training stops
-    on its non-finite loss.)
+    Real inputs take one ``np.maximum`` pass and keep m as a bool array (a float x bool multiply
+    is faster in NumPy than float x float); complex inputs compute y = x * m from the real part.
     """
 
     elementwise = True
 
     def forward(self, x, train=False):
         y = self.buffer_like("y", x)
-        mask = self.buffer_like("mask", x, x.real.dtype)
-        above = np.greater(x.real, 0, out=self.buffer_like("above", x, np.bool_))
-        np.copyto(mask, above)
-        np.multiply(x, mask, out=y)
-        self.mask = mask
+        self.mask = np.greater(x.real, 0, out=self.buffer_like("mask", x, np.bool_))
+        if np.iscomplexobj(x):
+            np.multiply(x, self.mask, out=y)
+        else:
+            np.maximum(x, 0, out=y)
         return y
 
     def backward(self, dy, need_dx=True):
