@@ -251,8 +251,8 @@ class MaxPool2D(_Pool2D):
     gives each dy / k (a subgradient; for k = 2 the same as central differences)."""
 
     def forward(self, x, train=False):
-        """The max is separable: first over each window's rows, (N, OH, W, C), then over its columns,
-        kh + kw passes instead of kh·kw (a 2x2 pool reads its input once, not twice)."""
+        """The max is separable: first over each window's rows, (N, OH, W, C), then over its columns:
+        (kh - 1) + (kw - 1) passes of np.maximum instead of a copy and kh·kw - 1 (2 instead of 4 for 2x2)."""
         xh, (kh, kw), (sh, sw), (oh, ow) = _nhwc(x), self.window, self.stride, self.out_hw
         rows = _offset_views(xh, (kh, 1), (sh, 1), (oh, xh.shape[2]))
         row_max = _maximum_of(rows, self.buffer("row_max", rows[0].shape, x.dtype))
