@@ -40,15 +40,9 @@ from sgdlab.data import load_mnist
 from sgdlab.layers import Dense, ReLU
 from sgdlab.optimizers import Momentum
 
+from reference import cpu_model, torch_epoch
+
 LR, MOMENTUM, BATCH = 0.05, 0.9, 100
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def rss_mb():
@@ -117,17 +111,8 @@ class Torch:
         self.gen = torch.Generator().manual_seed(0)
 
     def train(self, epochs=1, iterations=None):
-        X, T, net, opt = self.X, self.T, self.net, self.opt
-        t0 = time.perf_counter()
-        perm = self.torch.randperm(len(X), generator=self.gen)
-        stop = len(X) if iterations is None else iterations * BATCH
-        for s in range(0, stop, BATCH):
-            idx = perm[s : s + BATCH]
-            opt.zero_grad()
-            loss = self.loss_fn(net(X[idx]), T[idx])
-            loss.backward()
-            opt.step()
-        return time.perf_counter() - t0
+        return torch_epoch(self.torch, self.net, self.opt, self.loss_fn, self.X, self.T, BATCH, self.gen,
+                           stop=None if iterations is None else iterations * BATCH)
 
     def accuracy(self):
         with self.torch.no_grad():

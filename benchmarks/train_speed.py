@@ -31,6 +31,8 @@ import sgdlab as sl
 from sgdlab.data import load_mnist
 from sgdlab.optimizers import SGD
 
+from reference import cpu_model, torch_epoch
+
 CONFIGS = {"small": ([784, 100, 10], 100), "large": ([784, 512, 512, 10], 128)}
 LR = 0.1
 
@@ -119,16 +121,7 @@ class TorchRunner:
         self.gen, self.batch = torch.Generator().manual_seed(0), batch
 
     def epoch(self):
-        X, T, net, opt, batch = self.X, self.T, self.net, self.opt, self.batch
-        t0 = time.perf_counter()
-        perm = self.torch.randperm(len(X), generator=self.gen)
-        for s in range(0, len(X), batch):
-            idx = perm[s : s + batch]
-            opt.zero_grad()
-            loss = self.loss_fn(net(X[idx]), T[idx])
-            loss.backward()
-            opt.step()
-        return time.perf_counter() - t0
+        return torch_epoch(self.torch, self.net, self.opt, self.loss_fn, self.X, self.T, self.batch, self.gen)
 
     def accuracy(self, xt, tt):
         with self.torch.no_grad():
@@ -199,16 +192,6 @@ def overhead(data, n=3000):
         sl.fit(model, data.train, SGD(LR), batch_size=100, iterations=n, progress=False)
         results.append((time.perf_counter() - t0) / n * 1e6)
     return statistics.median(results)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or "unknown"
 
 
 def main():
